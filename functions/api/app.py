@@ -1,0 +1,83 @@
+"""The native control-plane API (`/api/v1`), as one Lambda: `handler(event, context)`.
+
+Routes live in one router per domain; this module includes them and turns every error into
+the native face's JSON: `{"error": {"code", "message", "details"?}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.api import deployments, keys, models, nodes
+from functions.api.context import error_body, json_response
+from modelfleet.adapters.errors import BackendUnavailable
+from modelfleet.control.errors import ControlError
+from modelfleet.core.errors import InvalidTransition, ValidationFailed
+
+logger = Logger(service="modelfleet-api")
+PREFIX = "/api/v1"
+
+app = APIGatewayHttpResolver(enable_validation=True)
+for module in (models, deployments, nodes, keys):
+    app.include_router(module.router, prefix=PREFIX)
+
+
+@app.get(f"{PREFIX}/openapi.json", include_in_schema=False)
+def openapi() -> Response[Any]:
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=app.get_openapi_json_schema(title="modelfleet native API", version="1"),
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def _validation(e: RequestValidationError) -> Response[Any]:
+    details = []
+    for err in e.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        details.append({"field": ".".join(loc), "problem": err.get("msg", ""), "type": err.get("type", "")})
+    if any(d["type"] == "json_invalid" for d in details):
+        return json_response(400, error_body("malformed_json", "the request body is not valid JSON"))
+    message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details) or "invalid request"
+    return json_response(400, error_body("validation_failed", message, details))
+
+
+@app.exception_handler(ControlError)
+def _control(e: ControlError) -> Response[Any]:
+    return json_response(e.status, error_body(e.code, e.message, e.details))
+
+
+@app.exception_handler(InvalidTransition)
+def _transition(e: InvalidTransition) -> Response[Any]:
+    return json_response(409, error_body("invalid_state", str(e)))
+
+
+@app.exception_handler(ValidationFailed)
+def _core_validation(e: ValidationFailed) -> Response[Any]:
+    return json_response(400, error_body("validation_failed", str(e)))
+
+
+@app.exception_handler(BackendUnavailable)
+def _backend(e: BackendUnavailable) -> Response[Any]:
+    logger.warning("backend unavailable", extra={"error": str(e)})
+    return json_response(503, error_body("backend_unavailable", "a platform backend is unavailable; retry"))
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response[Any]:
+    return json_response(404, error_body("route_not_found", "no such route"))
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", log_event=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+logging.getLogger("botocore").setLevel(logging.WARNING)

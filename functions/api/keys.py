@@ -1,0 +1,29 @@
+"""/api/v1/keys: API keys of the caller's project (admin role)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from functions.api.context import cp, json_response, now, require
+from schemas.keys import KeyCreate, KeyCreated, KeyList, KeyView, Role
+
+router = Router()
+
+
+@router.post("/keys")
+def create_key(body: KeyCreate) -> Response[KeyCreated]:
+    who = require(router, Role.ADMIN)
+    return json_response(201, cp().keys.create(who.project_id, body, now()))
+
+
+@router.get("/keys")
+def list_keys() -> Response[KeyList]:
+    who = require(router, Role.ADMIN)
+    return json_response(200, KeyList(keys=cp().keys.list_keys(who.project_id)))
+
+
+@router.delete("/keys/<key_id>")
+def revoke_key(key_id: str) -> Response[KeyView]:
+    who = require(router, Role.ADMIN)
+    return json_response(200, cp().keys.revoke(who.project_id, key_id, now()))

@@ -1,0 +1,77 @@
+"""A worker node process: `python -m modelfleet.worker --node-id node-1 --control-url ...`.
+
+The credential comes from MODELFLEET_NODE_KEY (id:secret). The process exits when its parent
+dies, so a killed platform never leaves orphan nodes behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import psutil
+import uvicorn
+
+from modelfleet.local.lifeline import exit_with_parent
+from modelfleet.worker.agent import NodeAgent
+from modelfleet.worker.server import create_worker_app
+from schemas.nodes import NodeKind, NodeRegister
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="modelfleet-worker")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--control-url", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--processors", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--memory-bytes", type=int, default=psutil.virtual_memory().total // 2)
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--pool", default=None)
+    p.add_argument("--max-tensor-elements", type=int, default=16_000_000)
+    p.add_argument("--exit-with-parent", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_id} %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.exit_with_parent:
+        exit_with_parent()
+    credential = os.environ.get("MODELFLEET_NODE_KEY", "")
+    if not credential:
+        print("MODELFLEET_NODE_KEY is not set", file=sys.stderr)
+        return 2
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    registration = NodeRegister(
+        node_id=args.node_id,
+        kind=NodeKind.CLOUD,
+        processors=args.processors,
+        memory_bytes=args.memory_bytes,
+        url=f"http://{args.host}:{port}",
+        pool=args.pool,
+    )
+    agent = NodeAgent(registration, args.control_url, credential, args.model_dir)
+    threading.Thread(target=agent.run, name="agent", daemon=True).start()
+    config = uvicorn.Config(
+        create_worker_app(agent, args.max_tensor_elements),
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

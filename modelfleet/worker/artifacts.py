@@ -1,0 +1,49 @@
+"""Fetching a model's files onto the node: streamed from presigned URLs, verified against their
+sha256 before use. A partial or corrupt download is never used: it is written to a `.part`
+file and renamed only once its digest matches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+
+from modelfleet.runtime.backends import sha256_file
+from modelfleet.runtime.errors import ModelLoadError
+from schemas.nodes import AssignedModel
+
+
+def model_dir(root: Path, project_id: str, model: AssignedModel) -> Path:
+    return root / project_id / model.model_id
+
+
+def fetch_model(root: Path, project_id: str, model: AssignedModel, client: httpx.Client) -> Path:
+    """Download (or re-verify) every file; returns the entry file's path."""
+    target = model_dir(root, project_id, model)
+    target.mkdir(parents=True, exist_ok=True)
+    for f in model.files:
+        dest = target / f.name
+        if dest.exists() and not dest.is_symlink() and sha256_file(dest) == f.sha256:
+            continue
+        part = dest.with_name(dest.name + ".part")
+        h = hashlib.sha256()
+        try:
+            with client.stream("GET", f.url) as resp:
+                if resp.status_code != 200:
+                    raise ModelLoadError(f"download of '{f.name}' failed: HTTP {resp.status_code}")
+                with part.open("wb") as out:
+                    for chunk in resp.iter_bytes(1024 * 1024):
+                        h.update(chunk)
+                        out.write(chunk)
+        except httpx.HTTPError as e:
+            raise ModelLoadError(f"download of '{f.name}' failed: {e}") from e
+        if h.hexdigest() != f.sha256:
+            part.unlink(missing_ok=True)
+            raise ModelLoadError(f"'{f.name}' does not match its sha256 {f.sha256}; refused")
+        os.replace(part, dest)
+    entry = target / model.entry_file
+    if sha256_file(entry) != next(f.sha256 for f in model.files if f.name == model.entry_file):
+        raise ModelLoadError(f"'{model.entry_file}' changed on disk after verification; refused")
+    return entry
