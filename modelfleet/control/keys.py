@@ -166,24 +166,13 @@ class KeyService:
                 if not hmac.compare_digest(existing.secret_sha256, hash_secret(secret)):
                     raise Conflict(f"key '{key_id}' exists with another secret")
                 return None
-            self._store_admin(key_id, secret, now)
+            self._store(key_id, secret, DEFAULT_PROJECT, Role.ADMIN, "bootstrap admin", now, new=True)
             return preset
         if self._repo.any_key():
             return None
         key_id, secret = new_credential()
-        self._store_admin(key_id, secret, now)
+        self._store(key_id, secret, DEFAULT_PROJECT, Role.ADMIN, "bootstrap admin", now, new=True)
         return f"{key_id}:{secret}"
-
-    def _store_admin(self, key_id: str, secret: str, now: datetime) -> None:
-        rec = ApiKeyRecord(
-            key_id=key_id,
-            project_id=DEFAULT_PROJECT,
-            secret_sha256=hash_secret(secret),
-            roles=[Role.ADMIN],
-            name="bootstrap admin",
-            created_at=now,
-        )
-        self._repo.store.write(self._repo.key_write(rec, new=True))
 
     def ensure_node_key(self, credential: str, now: datetime) -> None:
         """The key local worker processes use (role `node`, system project)."""
@@ -191,15 +180,22 @@ class KeyService:
         existing = self._repo.get_key(key_id)
         if existing is not None and hmac.compare_digest(existing.secret_sha256, hash_secret(secret)):
             return
+        self._store(
+            key_id, secret, SYSTEM_PROJECT, Role.NODE, "local worker nodes", now, new=existing is None
+        )
+
+    def _store(
+        self, key_id: str, secret: str, project_id: str, role: Role, name: str, now: datetime, new: bool
+    ) -> None:
         rec = ApiKeyRecord(
             key_id=key_id,
-            project_id=SYSTEM_PROJECT,
+            project_id=project_id,
             secret_sha256=hash_secret(secret),
-            roles=[Role.NODE],
-            name="local worker nodes",
+            roles=[role],
+            name=name,
             created_at=now,
         )
-        self._repo.store.write(self._repo.key_write(rec, new=existing is None))
+        self._repo.store.write(self._repo.key_write(rec, new=new))
 
 
 SYSTEM_PROJECT = "_system"

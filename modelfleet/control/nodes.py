@@ -93,17 +93,23 @@ class NodeService:
             expect = existing.version_no
             if existing.state != NodeState.READY:
                 events.append(self._node_event(now, rec, existing.state, NodeState.READY, "registered again"))
+        self._save_ready(rec, expect, events, now)
+        return rec
+
+    def _save_ready(
+        self, rec: NodeRecord, expect: int | None, events: list[StatusEvent], now: datetime
+    ) -> None:
+        """Commit a (re)ready node with its events, then re-plan: it brings capacity."""
         # The heartbeat first: a sweep running meanwhile must not see a READY node without one.
         self._repo.touch_heartbeat(rec.node_id, now, timedelta(seconds=self._lost_after * 10))
         try:
             self._repo.store.transact([self._repo.node_write(rec, expect), *self._events.writes(events)])
         except ConditionFailed:
             raise Conflict(
-                f"node '{req.node_id}' changed meanwhile; retry", code="concurrent_update"
+                f"node '{rec.node_id}' changed meanwhile; retry", code="concurrent_update"
             ) from None
         self._events.publish(events)
         self._planner.replan(now)
-        return rec
 
     def _node_event(
         self, now: datetime, rec: NodeRecord, old: NodeState | None, new: NodeState, reason: str
@@ -145,18 +151,18 @@ class NodeService:
         if node is None:
             raise NotFound("node", node_id)
         self._repo.touch_heartbeat(node_id, now, timedelta(seconds=self._lost_after * 10))
-        if node.state == NodeState.LOST:
-            # It came back: it is schedulable again; the planner may give it work.
-            self.register(
-                principal,
-                NodeRegister(
-                    node_id=node.node_id,
-                    kind=node.kind,
-                    processors=node.processors,
-                    memory_bytes=node.memory_bytes,
-                    url=node.url,
-                    pool=node.pool,
-                ),
+        if node.state == NodeState.LOST:  # it came back: schedulable again
+            rec = node.model_copy(
+                update={
+                    "state": transition(node.state, NodeState.READY),
+                    "updated_at": now,
+                    "version_no": node.version_no + 1,
+                }
+            )
+            self._save_ready(
+                rec,
+                node.version_no,
+                [self._node_event(now, rec, node.state, NodeState.READY, "heartbeats resumed")],
                 now,
             )
         self._apply_reports(node_id, req.routes, now)

@@ -52,8 +52,15 @@ MODEL_TRANSITIONS: Mapping[ModelState, frozenset[ModelState]] = {
 }
 
 DEPLOYMENT_TRANSITIONS: Mapping[DeploymentState, frozenset[DeploymentState]] = {
+    # pending -> started: placed and loaded between two observations.
     DeploymentState.PENDING: frozenset(
-        {DeploymentState.STARTING, DeploymentState.FAILED, DeploymentState.STOPPING, DeploymentState.STOPPED}
+        {
+            DeploymentState.STARTING,
+            DeploymentState.STARTED,
+            DeploymentState.FAILED,
+            DeploymentState.STOPPING,
+            DeploymentState.STOPPED,
+        }
     ),
     DeploymentState.STARTING: frozenset(
         {DeploymentState.STARTED, DeploymentState.FAILED, DeploymentState.PENDING, DeploymentState.STOPPING}
@@ -61,8 +68,15 @@ DEPLOYMENT_TRANSITIONS: Mapping[DeploymentState, frozenset[DeploymentState]] = {
     DeploymentState.STARTED: frozenset(
         {DeploymentState.STARTING, DeploymentState.PENDING, DeploymentState.FAILED, DeploymentState.STOPPING}
     ),
+    # failed -> started: a failed route was retried (re-planned) and loaded.
     DeploymentState.FAILED: frozenset(
-        {DeploymentState.STARTING, DeploymentState.PENDING, DeploymentState.STOPPING, DeploymentState.STOPPED}
+        {
+            DeploymentState.STARTING,
+            DeploymentState.STARTED,
+            DeploymentState.PENDING,
+            DeploymentState.STOPPING,
+            DeploymentState.STOPPED,
+        }
     ),
     DeploymentState.STOPPING: frozenset({DeploymentState.STOPPED}),
     DeploymentState.STOPPED: frozenset({DeploymentState.STARTING, DeploymentState.PENDING}),
@@ -131,13 +145,15 @@ def derive_deployment_state(
 ) -> DerivedState:
     """The deployment state its routes imply.
 
-    - stopping/stopped deployments stay so (stopping becomes stopped once no route is left);
+    - a stopped deployment stays stopped; stopping becomes stopped once no route is left;
     - any started route makes the deployment `started`;
     - no route at all means `pending` (with the planner's reason);
     - every route failed means `failed` with the first route's reason;
     - otherwise `starting`, or `failed` once the deploy timeout has passed.
     """
-    if current in (DeploymentState.STOPPING, DeploymentState.STOPPED):
+    if current == DeploymentState.STOPPED:
+        return DerivedState(DeploymentState.STOPPED, "")
+    if current == DeploymentState.STOPPING:
         live = [r for r in routes if r.routing_state != RoutingState.STOPPED]
         return DerivedState(DeploymentState.STOPPED if not live else DeploymentState.STOPPING, "")
     if any(r.routing_state == RoutingState.STARTED for r in routes):

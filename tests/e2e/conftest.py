@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from modelfleet.client import ApiError
-from tests.e2e.platform import RunningPlatform, start_platform
+from tests.e2e.platform import STARTED, RunningPlatform, start_platform
 from tests.models import export_torch_onnx, export_torchscript, train_torch_digits
 
 
@@ -50,3 +50,14 @@ def cleanup(platform: RunningPlatform) -> Iterator[list[str]]:
         for d in ids:
             with contextlib.suppress(ApiError):  # already deleted by the test
                 c.delete(d, force=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed end-to-end test carries the tail of every platform log it touched."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when == "call":
+        for p in STARTED:
+            tail = "\n".join(p.log().splitlines()[-150:])
+            report.sections.append((f"platform log {p.log_path.name}", tail))

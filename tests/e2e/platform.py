@@ -21,6 +21,9 @@ T = TypeVar("T")
 
 ADMIN_KEY = "mfk_e2eadmin:e2e-admin-secret-0123456789abcdef"
 
+# Platforms started by the running test, so a failure report can show their logs.
+STARTED: list[RunningPlatform] = []
+
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` seconds."""
@@ -133,6 +136,7 @@ def start_platform(
         env=env,
     )
     running = RunningPlatform(home=home, proc=proc, log_path=log_path)
+    STARTED.append(running)
 
     def ready() -> bool:
         if proc.poll() is not None:
