@@ -110,10 +110,13 @@ def test_weighted_versions_split_traffic_exactly(
     with httpx.Client(base_url=platform.url, headers=headers) as http:
         # The split is exact over ready versions: wait until the gateway routes to both.
         for v in ("a", "b"):
-            wait_for(
-                f"version {v} to be ready",
-                lambda v=v: http.get(f"/v2/models/digits-ab/versions/{v}/ready").status_code == 200,
-            )
+            try:
+                wait_for(
+                    f"version {v} to be ready",
+                    lambda v=v: http.get(f"/v2/models/digits-ab/versions/{v}/ready").status_code == 200,
+                )
+            except TimeoutError as e:
+                raise AssertionError(f"{e}: {http.get('/api/v1/deployments/digits-ab').text}") from None
         counts = {"a": 0, "b": 0}
         body = {
             "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": digits.x[0].tolist()}]
