@@ -103,6 +103,10 @@ class KeyService:
         self._repo = repo
         self._cache = cache or VerdictCache()
 
+    def cached(self, credential: str) -> Principal | None:
+        """A recent verdict for this credential, without touching the store."""
+        return self._cache.get(credential)
+
     def verify(self, credential: str | None, now: datetime) -> Principal:
         if not credential:
             raise Unauthorized("missing API key")

@@ -3,6 +3,7 @@ sweep that marks silent nodes lost and re-plans their allocations elsewhere."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from modelfleet.control.errors import Conflict, Forbidden, NotFound
 from modelfleet.control.events import EventLog
 from modelfleet.control.planning import Planner, derive, route_event, with_state
 from modelfleet.control.repository import Repository
-from modelfleet.core.lifecycle import DeploymentState, NodeState, RoutingState, transition
+from modelfleet.core.lifecycle import DeploymentState, NodeState, RoutingState, can_transition, transition
 from schemas.deployments import DeploymentRecord, RouteRecord
 from schemas.events import EventType, StatusEvent
 from schemas.keys import Principal, Role
@@ -29,6 +30,8 @@ from schemas.nodes import (
     RouteReport,
     SyncResponse,
 )
+
+log = logging.getLogger(__name__)
 
 
 class NodeService:
@@ -217,6 +220,16 @@ class NodeService:
                 state, current, reason = rep.routing_state, rep.current_allocations, rep.reason
                 if state == RoutingState.STOPPED:
                     state = RoutingState.STARTING
+                if not can_transition(r.routing_state, state):
+                    log.warning(
+                        "node %s reported %s -> %s for %s; ignored",
+                        node_id,
+                        r.routing_state.value,
+                        state.value,
+                        r.route_key,
+                    )
+                    kept.append(r)
+                    continue
             if (state, current, reason) != (r.routing_state, r.current_allocations, r.reason):
                 new = r.model_copy(
                     update={

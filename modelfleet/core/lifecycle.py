@@ -85,7 +85,8 @@ DEPLOYMENT_TRANSITIONS: Mapping[DeploymentState, frozenset[DeploymentState]] = {
 ROUTING_TRANSITIONS: Mapping[RoutingState, frozenset[RoutingState]] = {
     RoutingState.STARTING: frozenset({RoutingState.STARTED, RoutingState.FAILED, RoutingState.STOPPING}),
     RoutingState.STARTED: frozenset({RoutingState.STARTING, RoutingState.FAILED, RoutingState.STOPPING}),
-    RoutingState.FAILED: frozenset({RoutingState.STARTING, RoutingState.STOPPING}),
+    # failed -> started: the node restarted, or was given the route again, and the load worked.
+    RoutingState.FAILED: frozenset({RoutingState.STARTING, RoutingState.STARTED, RoutingState.STOPPING}),
     RoutingState.STOPPING: frozenset({RoutingState.STOPPED}),
     RoutingState.STOPPED: frozenset(),
 }

@@ -1,5 +1,8 @@
-"""Authentication at the gateway: the same authorizer function the cloud's API Gateway runs,
-with its verdicts cached in memory so a hot path costs a dictionary lookup."""
+"""Authentication at the gateway: the same authorizer function the cloud's API Gateway runs.
+
+Verdicts are cached by the key service (one cache per process, which revocation clears), so a
+hot path costs a dictionary lookup and only a miss goes to the store, on a worker thread.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from collections.abc import Mapping
 from starlette.concurrency import run_in_threadpool
 
 from functions import authorizer
-from modelfleet.control.errors import ControlError, Unauthorized
-from modelfleet.control.keys import VerdictCache, credential_from_headers
+from modelfleet.control.container import control_plane
+from modelfleet.control.errors import ControlError
+from modelfleet.control.keys import credential_from_headers
 from schemas.keys import Principal
 
 
@@ -22,21 +26,17 @@ class AuthFailure(Exception):
 
 
 class Authenticator:
-    def __init__(self, ttl_seconds: float = 10.0) -> None:
-        self._cache = VerdictCache(ttl_seconds)
+    def __init__(self) -> None:
+        self._keys = control_plane().keys
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         credential = credential_from_headers(headers)
         if not credential:
             raise AuthFailure(401, "unauthorized", "missing API key")
-        hit = self._cache.get(credential)
+        hit = self._keys.cached(credential)
         if hit is not None:
             return hit
         try:
-            who = await run_in_threadpool(authorizer.authorize, {k.lower(): v for k, v in headers.items()})
-        except Unauthorized as e:
-            raise AuthFailure(401, e.code, e.message) from None
+            return await run_in_threadpool(authorizer.authorize, {k.lower(): v for k, v in headers.items()})
         except ControlError as e:
             raise AuthFailure(e.status, e.code, e.message) from None
-        self._cache.put(credential, who)
-        return who

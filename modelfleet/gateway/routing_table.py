@@ -184,6 +184,8 @@ class RoutingTables:
             try:
                 messages = consumer.receive(wait_seconds=2)
             except AdapterError as e:
+                if self._stop.is_set():
+                    return
                 log.warning("invalidation feed unavailable: %s", e)
                 self._stop.wait(1.0)
                 continue

@@ -19,8 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 import uvicorn
@@ -250,22 +252,28 @@ class LocalPlatform:
             access_log=False,
             timeout_keep_alive=75,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _GatewayServer(config, on_exit=self._terminate_nodes)
         threading.Thread(target=self._after_start, name="platform-start", daemon=True).start()
         sched.start()
         try:
             self._server.run()
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled; the shutdown below is the normal exit
         finally:
             self._stopping.set()
             sched.stop()
             self.shutdown()
         return 0
 
-    def shutdown(self) -> None:
+    def _terminate_nodes(self) -> None:
+        """Nodes stop first, so none of them syncs against a gateway that is going away."""
         self._stopping.set()
         for proc in self.nodes.values():
             if proc.poll() is None:
                 proc.terminate()
+
+    def shutdown(self) -> None:
+        self._terminate_nodes()
         for proc in self.nodes.values():
             try:
                 proc.wait(timeout=10)
@@ -279,6 +287,18 @@ class LocalPlatform:
                 self.aws_proc.kill()
         (self.home / "run" / "platform.json").unlink(missing_ok=True)
         print("modelfleet stopped", flush=True)
+
+
+class _GatewayServer(uvicorn.Server):
+    """uvicorn, telling the platform when a stop signal arrives (before it drains connections)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
 
 def _drain(stream: IO[str]) -> None:

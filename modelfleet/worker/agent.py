@@ -71,15 +71,23 @@ class NodeAgent:
     # --- loop ---------------------------------------------------------------------------------------
     def run(self) -> None:
         backoff = 0.5
+        failures = 0
         while not self._stop.is_set():
             try:
                 resp = self._sync()
-                backoff = 0.5
+                backoff, failures = 0.5, 0
                 self.interval = resp.heartbeat_interval_seconds
                 self._reconcile(resp.assignments)
                 wait = self.interval
             except (httpx.HTTPError, ValueError) as e:
-                log.warning("control plane unreachable or refused the sync: %s", e)
+                failures += 1
+                # One miss is routine (a restart, a shutdown); keep serving and say so if it lasts.
+                log.log(
+                    logging.WARNING if failures >= 3 else logging.INFO,
+                    "sync failed (%d in a row), still serving the last state: %s",
+                    failures,
+                    e,
+                )
                 wait = backoff * (0.5 + random.random())
                 backoff = min(backoff * 2, 10.0)
             self._wake.wait(wait)
