@@ -11,7 +11,10 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError,
+    ResponseValidationError,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import deployments, keys, models, nodes
@@ -23,7 +26,8 @@ from modelfleet.core.errors import InvalidTransition, ValidationFailed
 logger = Logger(service="modelfleet-api")
 PREFIX = "/api/v1"
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# A response that fails its own schema is our bug: 500, logged, never blamed on the caller.
+app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=500)
 for module in (models, deployments, nodes, keys):
     app.include_router(module.router, prefix=PREFIX)
 
@@ -49,6 +53,12 @@ def _validation(e: RequestValidationError) -> Response[Any]:
     return json_response(400, error_body("validation_failed", message, details))
 
 
+@app.exception_handler(ResponseValidationError)
+def _bad_response(e: ResponseValidationError) -> Response[Any]:
+    logger.error("response failed its schema", extra={"errors": str(e.errors())[:2000]})
+    return json_response(500, error_body("internal_error", "the server built an invalid response"))
+
+
 @app.exception_handler(ControlError)
 def _control(e: ControlError) -> Response[Any]:
     return json_response(e.status, error_body(e.code, e.message, e.details))
@@ -68,6 +78,12 @@ def _core_validation(e: ValidationFailed) -> Response[Any]:
 def _backend(e: BackendUnavailable) -> Response[Any]:
     logger.warning("backend unavailable", extra={"error": str(e)})
     return json_response(503, error_body("backend_unavailable", "a platform backend is unavailable; retry"))
+
+
+@app.exception_handler(Exception)
+def _unexpected(e: Exception) -> Response[Any]:
+    logger.exception("unhandled error")
+    return json_response(500, error_body("internal_error", "an unexpected error occurred; it was logged"))
 
 
 @app.not_found

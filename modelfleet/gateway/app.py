@@ -4,6 +4,7 @@ them), `/v2/*` (Open Inference Protocol) through the data plane."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import cast
@@ -29,6 +30,8 @@ from modelfleet.gateway.lambda_bridge import LocalLambdaContext, to_event, to_re
 from modelfleet.gateway.routing_table import RoutingTables
 
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json"})
+
+log = logging.getLogger(__name__)
 
 
 def native_error(status: int, code: str, message: str) -> Response:
@@ -58,7 +61,11 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starl
                 return native_error(e.status, e.code, e.message)
         event = to_event(request, body, authorizer, request_id)
         context = cast(LambdaContext, LocalLambdaContext(aws_request_id=request_id))
-        result = await run_in_threadpool(api.handler, event, context)
+        try:
+            result = await run_in_threadpool(api.handler, event, context)
+        except Exception:  # the handler itself failed (like a Lambda error): JSON, logged
+            log.exception("the API handler failed")
+            return native_error(500, "internal_error", "an unexpected error occurred; it was logged")
         return to_response(result, request_id)
 
     async def healthz(_: Request) -> Response:

@@ -101,8 +101,14 @@ class DataPlane:
         if isinstance(entry, Response):
             return entry
         version = request.path_params.get("version")
-        chosen = entry.version(version) if version else None
-        ready = bool(chosen.ready) if chosen else entry.has_ready()
+
+        def ready_in(e: DeploymentEntry) -> bool:
+            chosen = e.version(version) if version else None
+            return bool(chosen.ready) if chosen else e.has_ready()
+
+        ready = ready_in(entry)
+        if not ready:
+            ready = ready_in(await self._tables.refresh_if_unready(entry))
         body = {"name": entry.deployment_id, "ready": ready}
         return Response(orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json")
 
@@ -128,6 +134,9 @@ class DataPlane:
         version = request.path_params.get("version")
         for _ in range(3):
             choice = entry.pick(version)
+            if choice is None:
+                entry = await self._tables.refresh_if_unready(entry)
+                choice = entry.pick(version)
             if choice is None:
                 return oip_error(
                     503,

@@ -85,11 +85,18 @@ class DeploymentEntry:
 
 class RoutingTables:
     def __init__(
-        self, repo: Repository, recheck_seconds: float = 0.25, max_age_seconds: float = 30.0
+        self,
+        repo: Repository,
+        recheck_seconds: float = 0.25,
+        max_age_seconds: float = 30.0,
+        min_reload_seconds: float = 0.02,
     ) -> None:
         self._repo = repo
         self._recheck = recheck_seconds
         self._max_age = max_age_seconds
+        self._min_reload = min_reload_seconds
+        self._generation = 0  # bumped by every invalidation
+        self._inflight: dict[tuple[str, str], asyncio.Future[DeploymentEntry | None]] = {}
         self._entries: dict[tuple[str, str], DeploymentEntry] = {}
         self._by_uid: dict[str, tuple[str, str]] = {}
         self._node_urls: dict[str, str] = {}
@@ -100,19 +107,51 @@ class RoutingTables:
     async def get(self, project_id: str, deployment_id: str) -> DeploymentEntry | None:
         key = (project_id, deployment_id)
         entry = self._entries.get(key)
-        now = time.monotonic()
-        stale = entry is not None and (
-            now - entry.loaded_at > self._max_age
-            or (not entry.has_ready() and now - entry.loaded_at > self._recheck)
-        )
-        if entry is None or stale:
-            entry = await run_in_threadpool(self._load, project_id, deployment_id)
-            if entry is None:
-                self._entries.pop(key, None)
-                return None
+        if entry is not None:
+            age = time.monotonic() - entry.loaded_at
+            if age <= self._max_age and (entry.fully_ready() or age <= self._recheck):
+                return entry
+        return await self.reload(key)
+
+    async def reload(self, key: tuple[str, str]) -> DeploymentEntry | None:
+        """Read the deployment's routes now. A load that an invalidation overtook is used for this
+        request but not kept, so stale routes never outlive the event that retired them."""
+        pending = self._inflight.get(key)
+        if pending is not None:  # single flight: a burst of requests shares one read
+            return await asyncio.shield(pending)
+        future: asyncio.Future[DeploymentEntry | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            entry = await self._load_and_keep(key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as e:
+            future.set_exception(e)
+            future.exception()  # marked retrieved; waiters re-raise it
+            raise
+        else:
+            future.set_result(entry)
+            return entry
+        finally:
+            del self._inflight[key]
+
+    async def _load_and_keep(self, key: tuple[str, str]) -> DeploymentEntry | None:
+        generation = self._generation
+        entry = await run_in_threadpool(self._load, *key)
+        if entry is None:
+            self._entries.pop(key, None)
+            return None
+        if generation == self._generation:
             self._entries[key] = entry
             self._by_uid[entry.uid] = key
         return entry
+
+    async def refresh_if_unready(self, entry: DeploymentEntry) -> DeploymentEntry:
+        """For a request that found no ready route: re-read once, unless that just happened."""
+        if time.monotonic() - entry.loaded_at < self._min_reload:
+            return entry
+        return await self.reload((entry.project_id, entry.deployment_id)) or entry
 
     def _nodes(self) -> dict[str, str]:
         if time.monotonic() - self._node_urls_at > 5.0:
@@ -155,11 +194,13 @@ class RoutingTables:
 
     # --- invalidation -----------------------------------------------------------------------------
     def invalidate_uid(self, uid: str) -> None:
+        self._generation += 1
         key = self._by_uid.pop(uid, None)
         if key is not None:
             self._entries.pop(key, None)
 
     def invalidate_all(self) -> None:
+        self._generation += 1
         self._entries.clear()
         self._by_uid.clear()
         self._node_urls_at = 0.0

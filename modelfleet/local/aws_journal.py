@@ -18,6 +18,7 @@ per object reusing blobs; CreateQueue with attributes/tags, DLQs first; CreateTo
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -26,14 +27,22 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from moto.core import request as moto_request
+from modelfleet.local.aws_wsgi import (
+    Headers,
+    build_environ,
+    call_app,
+    raw_uri,
+    read_body,
+    request_headers,
+    undance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +66,6 @@ _NOT_FOR_PUT = frozenset(
 _SIGNING_SERVICE = re.compile(r"Credential=[^/&,\s]+/\d{8}/[^/&]+/([^/&]+)/aws4_request")
 _SUBSCRIPTION_ARN = re.compile(r'SubscriptionArn(?:>|"\s*:\s*")([^<"]+)')
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
-
-Headers = dict[str, str]
-Response = tuple[str, list[tuple[str, str]], bytes]
 
 
 class Kind(Enum):
@@ -149,110 +155,6 @@ def _query_action(environ: WSGIEnvironment, method: str, body: bytes) -> str | N
         params.update(parse_qs(body.decode("utf-8", "replace")))
     actions = params.get("Action")
     return actions[0] if actions else None
-
-
-def read_body(environ: WSGIEnvironment) -> bytes:
-    """The whole request body: to EOF for chunked input, else CONTENT_LENGTH bytes."""
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    if environ.get("wsgi.input_terminated"):
-        return bytes(stream.read())
-    length = str(environ.get("CONTENT_LENGTH") or "0")
-    return bytes(stream.read(int(length))) if length.isdigit() and int(length) > 0 else b""
-
-
-def request_headers(environ: WSGIEnvironment) -> Headers:
-    """All request headers of a WSGI environ, keeping moto's preserved spellings (x-amz-meta-a_b)."""
-    preserved: dict[str, str] = environ.get(moto_request.PRESERVED_HEADER_NAMES_ENVIRON_KEY) or {}
-    headers: Headers = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = preserved.get(key) or key[5:].replace("_", "-").title()
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            name = key.replace("_", "-").title()
-        else:
-            continue
-        if isinstance(value, str):
-            headers[name] = value
-    return headers
-
-
-def raw_uri(environ: WSGIEnvironment) -> str:
-    """The request target exactly as received (percent-encoding intact)."""
-    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if not uri:  # not werkzeug's server: re-encode the decoded path
-        uri = quote(environ.get("PATH_INFO", "").encode("latin-1"), safe="/;=,~!$&'()*+:@")
-        uri += f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""
-    return str(uri)
-
-
-def _dance(text: str) -> str:  # PEP 3333 "bytes as latin-1" strings, as werkzeug's server builds them
-    return text.encode("utf-8").decode("latin-1")
-
-
-def _undance(text: str) -> str:
-    return text.encode("latin-1").decode("utf-8", "replace")
-
-
-def build_environ(method: str, uri: str, headers: Headers, body: bytes) -> WSGIEnvironment:
-    """A WSGI environ as werkzeug's dev server (with moto's request handler) would build it."""
-    parts = urlsplit(_undance(uri))
-    path = f"/{parts.netloc}{parts.path}" if parts.netloc and not parts.scheme else parts.path
-    host = next((v for k, v in headers.items() if k.lower() == "host"), "127.0.0.1")
-    name, _, port = host.rpartition(":") if not host.endswith("]") and ":" in host else (host, "", "80")
-    environ: WSGIEnvironment = {
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": _dance(unquote(path)),
-        "QUERY_STRING": _dance(parts.query),
-        "REQUEST_URI": uri,
-        "RAW_URI": uri,
-        "REMOTE_ADDR": "127.0.0.1",
-        "SERVER_NAME": name,
-        "SERVER_PORT": port,
-        "SERVER_PROTOCOL": "HTTP/1.1",
-    }
-    preserved: dict[str, str] = {}
-    for header, value in headers.items():
-        if header.lower() in ("content-length", "transfer-encoding"):
-            continue  # the body is stored de-chunked
-        key = moto_request.environ_key_for_header(header)
-        environ[key] = value
-        if moto_request.should_preserve_original_header_name(header):
-            preserved[key] = header
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ[moto_request.PRESERVED_HEADER_NAMES_ENVIRON_KEY] = preserved
-    return environ
-
-
-def call_app(app: WSGIApplication, environ: WSGIEnvironment) -> Response:
-    """Run a WSGI app to completion: (status, headers, body)."""
-    chunks: list[bytes] = []
-    started: list[tuple[str, list[tuple[str, str]]]] = []
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: Any = None
-    ) -> Callable[[bytes], object]:
-        started.append((status, headers))
-        return chunks.append
-
-    result: Iterable[bytes] = app(environ, start_response)
-    try:
-        chunks.extend(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    status, headers = started[-1] if started else ("500 INTERNAL SERVER ERROR", [])
-    return status, headers, b"".join(chunks)
 
 
 def _ok(status: str) -> bool:
@@ -353,6 +255,42 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return record if ok else None
 
 
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds back new readers (no starvation)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._writer and not self._readers)
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 class JournalingApp:
     """WSGI middleware around moto's app that journals every successful mutating request."""
 
@@ -363,14 +301,29 @@ class JournalingApp:
         self.journal = journal
         self.ephemeral_tables = ephemeral_tables
         self._lock = threading.Lock()  # apply + append of mutations, so journal order == apply order
+        self._ddb = ReadWriteLock()  # DynamoDB reads never see half of a transaction
         self._uploads: dict[str, Headers] = {}  # multipart upload id -> CreateMultipartUpload headers
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = read_body(environ)
         environ["wsgi.input"] = io.BytesIO(body)
         kind, op = classify(environ, body, self.ephemeral_tables)
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            # moto applies a TransactWriteItems item by item; DynamoDB isolates it from reads.
+            lock = self._ddb.shared() if kind is Kind.READ else self._ddb.exclusive()
+            with lock:
+                return self._handle(environ, start_response, kind, op, body)
+        return self._handle(environ, start_response, kind, op, body)
+
+    def _handle(
+        self, environ: WSGIEnvironment, start_response: StartResponse, kind: Kind, op: str, body: bytes
+    ) -> Iterable[bytes]:
         if kind in (Kind.READ, Kind.SKIP):
-            return self.app(environ, start_response)
+            if "HTTP_X_AMZ_TARGET" not in environ:
+                return self.app(environ, start_response)  # streamed (S3 downloads can be large)
+            status, headers, out = call_app(self.app, environ)  # whole, inside the caller's lock
+            start_response(status, headers)
+            return [out]
         if kind in (Kind.MPU_CREATE, Kind.MPU_ABORT):
             status, headers, out = call_app(self.app, environ)
             self._track_upload(kind, environ, status, out)
@@ -434,7 +387,7 @@ class JournalingApp:
         }
         put.update(auth)
         put.update({"Content-Length": str(len(data)), "X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD"})
-        bucket, key = _bucket_and_key(auth.get("Host", ""), _undance(str(environ.get("PATH_INFO", ""))))
+        bucket, key = _bucket_and_key(auth.get("Host", ""), undance(str(environ.get("PATH_INFO", ""))))
         self.journal.append(
             "PUT", path, put, data, {"etag": got.get("etag", ""), "bucket": bucket, "key": key}
         )

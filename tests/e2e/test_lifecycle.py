@@ -81,7 +81,10 @@ def test_a_lost_node_has_its_allocations_replanned(
 
         def moved() -> bool:
             d = c.get_deployment("digits-failover")
-            return d["state"] == "started" and victim not in d["routing_table"]
+            serving = [
+                n for n, rs in d["routing_table"].items() if any(r["routing_state"] == "started" for r in rs)
+            ]
+            return d["state"] == "started" and victim not in d["routing_table"] and bool(serving)
 
         wait_for("the deployment to start on another node", moved, timeout=30)
         nodes = {n["node_id"]: n["state"] for n in c.request("GET", "/api/v1/nodes")["nodes"]}

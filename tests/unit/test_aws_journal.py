@@ -11,6 +11,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -593,3 +594,49 @@ def test_journal_round_trips_raw_requests(tmp_path: Path) -> None:
     assert seen[0]["moto.preserved_header_names"] == {"HTTP_X_AMZ_META_A_B": "X-Amz-Meta-A_b"}
     assert seen[1]["body"] == big and seen[1]["CONTENT_LENGTH"] == str(len(big))
     assert "HTTP_TRANSFER_ENCODING" not in seen[1]
+
+
+def test_reads_never_see_half_of_a_transaction(tmp_path: Path, launch: Launch) -> None:
+    """moto applies TransactWriteItems item by item; the server isolates DynamoDB reads from it."""
+    server = launch(tmp_path / "home")
+    ddb = server.client("dynamodb")
+    ddb.create_table(
+        TableName="iso",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+    )
+    keys = [f"item-{i}" for i in range(20)]
+    done = threading.Event()
+    torn: list[set[str]] = []
+
+    def write() -> None:
+        for n in range(150):
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "iso", "Item": {"k": {"S": k}, "n": {"N": str(n)}}}} for k in keys
+                ]
+            )
+        done.set()
+
+    def read() -> None:
+        reader = make_client(
+            "dynamodb",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        while not done.is_set():
+            items = reader.scan(TableName="iso")["Items"]
+            seen = {i["n"]["N"] for i in items}
+            if len(items) == len(keys) and len(seen) > 1:
+                torn.append(seen)
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in range(2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert done.is_set()
+    assert torn == [], f"{len(torn)} scans saw a transaction half applied, e.g. {torn[0]}"
