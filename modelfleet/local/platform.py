@@ -107,6 +107,8 @@ class LocalPlatform:
         for t in TABLES:
             if not t.durable:
                 args += ["--ephemeral-table", names.table(t.logical)]
+        if os.environ.get("MODELFLEET_JOURNAL_FSYNC") == "1":
+            args.append("--fsync")
         self.aws_proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.aws_proc.stdout is not None
         line = _read_line(self.aws_proc.stdout, timeout=60)
