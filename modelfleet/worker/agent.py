@@ -73,6 +73,8 @@ class NodeAgent:
         backoff = 0.5
         failures = 0
         while not self._stop.is_set():
+            # Cleared before the sync, so a nudge or a finished load during it triggers the next one.
+            self._wake.clear()
             try:
                 resp = self._sync()
                 backoff, failures = 0.5, 0
@@ -91,7 +93,6 @@ class NodeAgent:
                 wait = backoff * (0.5 + random.random())
                 backoff = min(backoff * 2, 10.0)
             self._wake.wait(wait)
-            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
