@@ -13,6 +13,7 @@ import orjson
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,7 +26,7 @@ from modelfleet.config import Settings
 from modelfleet.control.container import control_plane
 from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge, read_body
-from modelfleet.gateway.dataplane import DataPlane
+from modelfleet.gateway.dataplane import DataPlane, oip_error
 from modelfleet.gateway.lambda_bridge import LocalLambdaContext, to_event, to_response
 from modelfleet.gateway.routing_table import RoutingTables
 
@@ -98,4 +99,14 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starl
         Route("/v2/models/{name}/infer", plane.infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", plane.infer, methods=["POST"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own answers (unknown path, wrong method) in the face's JSON error format."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        code = {404: "route_not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(status, "error")
+        if request.url.path.startswith("/api/"):
+            return native_error(status, code, message)
+        return oip_error(status, message, code)
+
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})

@@ -216,3 +216,16 @@ def test_a_wrong_digest_is_refused_and_the_model_stays_uncommitted(
         "model_not_ready",
     )
     assert http.delete(f"/api/v1/models/{model_id}").status_code == 204
+
+
+def test_unknown_routes_and_methods_answer_json(http: httpx.Client) -> None:
+    for method, path, status in [
+        ("GET", "/nope", 404),
+        ("GET", "/v2/models/x/infer", 405),
+        ("DELETE", "/v2/health/live", 405),
+        ("GET", "/api/v1/nope", 404),
+    ]:
+        r = http.request(method, path)
+        assert r.status_code == status, (method, path, r.text)
+        assert r.headers["content-type"].startswith("application/json"), (method, path)
+        assert r.json()["error"]
