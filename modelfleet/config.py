@@ -23,12 +23,10 @@ class Settings:
     stack: str = "modelfleet"
     region: str = "us-east-1"
     aws_endpoint: str | None = None  # the moto server locally; None in the cloud
-    public_url: str = "http://127.0.0.1:8080"
     artifact_url_ttl_seconds: int = 3600
     heartbeat_interval_seconds: float = 1.0
     node_lost_after_seconds: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024
-    max_tensor_elements: int = 16_000_000
     event_ttl_days: int = 30
     names: Names = field(default_factory=Names)
 
@@ -39,11 +37,9 @@ class Settings:
             stack=stack,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             aws_endpoint=os.environ.get("MODELFLEET_AWS_ENDPOINT") or None,
-            public_url=os.environ.get("MODELFLEET_PUBLIC_URL", "http://127.0.0.1:8080"),
             artifact_url_ttl_seconds=_int("MODELFLEET_ARTIFACT_URL_TTL", 3600),
             heartbeat_interval_seconds=_float("MODELFLEET_HEARTBEAT_INTERVAL", 1.0),
             node_lost_after_seconds=_float("MODELFLEET_NODE_LOST_AFTER", 5.0),
             max_body_bytes=_int("MODELFLEET_MAX_BODY_BYTES", 8 * 1024 * 1024),
-            max_tensor_elements=_int("MODELFLEET_MAX_TENSOR_ELEMENTS", 16_000_000),
             names=Names(prefix=stack),
         )

@@ -23,7 +23,3 @@ class Record(BaseModel):
     """Base of persisted records: tolerant of fields added by newer versions."""
 
     model_config = ConfigDict(extra="ignore")
-
-
-class Page(BaseModel):
-    next_token: str | None = None

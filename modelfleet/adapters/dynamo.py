@@ -138,16 +138,6 @@ class DynamoStore:
             return None
         return model.model_validate_json(item["doc"]["S"]), int(item.get("v", {"N": "0"})["N"])
 
-    def get_raw(self, logical: str, key: dict[str, str]) -> dict[str, Any] | None:
-        out = self._call(
-            "get_item",
-            TableName=self._table(logical),
-            Key={k: _attr(v) for k, v in key.items()},
-            ConsistentRead=True,
-        )
-        item: dict[str, Any] | None = out.get("Item")
-        return item
-
     def query(
         self,
         logical: str,

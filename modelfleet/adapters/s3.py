@@ -42,9 +42,6 @@ class ArtifactStore:
         )
         return url
 
-    def size(self, key: str) -> int:
-        return int(self._call("head_object", Key=key)["ContentLength"])
-
     def stream(self, key: str) -> Iterator[bytes]:
         body = self._call("get_object", Key=key)["Body"]
         try:

@@ -56,7 +56,7 @@ class NodeService:
         self._models_lock = threading.Lock()
 
     @staticmethod
-    def _check(principal: Principal, node_id: str | None = None) -> None:
+    def _check(principal: Principal) -> None:
         if not principal.has(Role.NODE):
             raise Forbidden("this key may not act as a node", code="node_role_required")
 

@@ -163,7 +163,6 @@ class LocalPlatform:
         self.home.mkdir(parents=True, exist_ok=True)
         self.start_aws()
         _env_defaults(self.opts, self.aws_endpoint)
-        os.environ["MODELFLEET_PUBLIC_URL"] = f"http://{self.opts.host}:{self.opts.port}"
         from modelfleet.config import Settings
         from modelfleet.control.container import control_plane, utcnow
         from modelfleet.local.bootstrap import bootstrap_resources
@@ -207,7 +206,6 @@ class LocalPlatform:
         sockets = [s for srv in server.servers for s in srv.sockets]
         port = sockets[0].getsockname()[1]
         self.url = f"http://{self.opts.host}:{port}"
-        os.environ["MODELFLEET_PUBLIC_URL"] = self.url
         for i in range(self.opts.nodes):
             self.start_node(f"node-{i + 1}")
         self._write_run_file()

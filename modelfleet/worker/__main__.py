@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-bytes", type=int, default=psutil.virtual_memory().total // 2)
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--pool", default=None)
-    p.add_argument("--max-tensor-elements", type=int, default=16_000_000)
+    p.add_argument(
+        "--max-tensor-elements",
+        type=int,
+        default=int(os.environ.get("MODELFLEET_MAX_TENSOR_ELEMENTS", "16000000")),
+    )
     p.add_argument("--exit-with-parent", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_id} %(levelname)s %(message)s")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from schemas.tensors import Signature
 
 class QueueFull(Exception):
     pass
-
-
-@dataclass
-class RouteKey:
-    deployment_uid: str
-    version_id: str
-
-    def __hash__(self) -> int:
-        return hash((self.deployment_uid, self.version_id))
 
 
 class LoadedDeployment:
@@ -68,10 +58,6 @@ class LoadedDeployment:
             self._executor = ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="alloc")
             self._allocations = wanted
             old.shutdown(wait=False)
-
-    @property
-    def pending(self) -> int:
-        return self._pending
 
     async def run(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, np.ndarray]:
         capacity = self.assignment.queue_capacity + self._allocations
