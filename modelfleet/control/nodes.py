@@ -7,6 +7,7 @@ import logging
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Literal
 
 from modelfleet.adapters.errors import ConditionFailed
 from modelfleet.adapters.s3 import ArtifactStore
@@ -32,6 +33,30 @@ from schemas.nodes import (
 )
 
 log = logging.getLogger(__name__)
+
+
+DELETE: Literal["delete"] = "delete"
+RouteUpdate = tuple[RoutingState, int, str]
+
+
+def route_update(r: RouteRecord, rep: RouteReport | None) -> RouteUpdate | Literal["delete"] | None:
+    """What a node's report (or its silence) does to one of its routes: None (nothing),
+    DELETE (a stopping route the node has unloaded), or the new (state, allocations, reason)."""
+    if r.routing_state == RoutingState.STOPPING:
+        return DELETE if rep is None or rep.routing_state == RoutingState.STOPPED else None
+    if rep is None:
+        if r.routing_state != RoutingState.STARTED:
+            return None
+        new: RouteUpdate = (RoutingState.STARTING, 0, "node no longer serves it")
+    else:
+        state = RoutingState.STARTING if rep.routing_state == RoutingState.STOPPED else rep.routing_state
+        if not can_transition(r.routing_state, state):
+            log.warning(
+                "route %s: reported %s -> %s; ignored", r.route_key, r.routing_state.value, state.value
+            )
+            return None
+        new = (state, rep.current_allocations, rep.reason)
+    return None if new == (r.routing_state, r.current_allocations, r.reason) else new
 
 
 class NodeService:
@@ -168,24 +193,33 @@ class NodeService:
                 [self._node_event(now, rec, node.state, NodeState.READY, "heartbeats resumed")],
                 now,
             )
-        self._apply_reports(node_id, req.routes, now)
+        routes = self._apply_reports(node_id, req.routes, now)
         return SyncResponse(
             node_id=node_id,
             state=NodeState.READY,
             heartbeat_interval_seconds=self._interval,
-            assignments=self._assignments(node_id),
+            assignments=self._assignments(routes),
         )
 
-    def _apply_reports(self, node_id: str, reports: list[RouteReport], now: datetime) -> None:
+    def _apply_reports(self, node_id: str, reports: list[RouteReport], now: datetime) -> list[RouteRecord]:
+        """Apply the node's reports; returns its routes (re-read only if something changed)."""
         by_uid: dict[str, dict[str, RouteReport]] = defaultdict(dict)
         for rep in reports:
             by_uid[rep.deployment_uid][rep.version_id] = rep
         mine = self._repo.node_routes(node_id)
-        uids = {r.deployment_uid for r in mine}
-        for uid in sorted(uids):
+        # Most heartbeats change nothing: only deployments with a route to update are read again.
+        changed = sorted(
+            {
+                r.deployment_uid
+                for r in mine
+                if route_update(r, by_uid.get(r.deployment_uid, {}).get(r.version_id)) is not None
+            }
+        )
+        for uid in changed:
             for _ in range(4):
                 if self._apply_for_deployment(uid, node_id, by_uid.get(uid, {}), now):
                     break
+        return self._repo.node_routes(node_id) if changed else mine
 
     def _apply_for_deployment(
         self, uid: str, node_id: str, reports: dict[str, RouteReport], now: datetime
@@ -193,44 +227,19 @@ class NodeService:
         d = self._repo.get_deployment_by_uid(uid)
         if d is None:
             return True
-        routes = self._repo.routes(uid)
         upserts: list[RouteRecord] = []
         deletes: list[RouteRecord] = []
         events: list[StatusEvent] = []
         kept: list[RouteRecord] = []
-        for r in routes:
-            if r.node_id != node_id:
+        for r in self._repo.routes(uid):
+            update = route_update(r, reports.get(r.version_id)) if r.node_id == node_id else None
+            if update is None:
                 kept.append(r)
-                continue
-            rep = reports.get(r.version_id)
-            if r.routing_state == RoutingState.STOPPING:
-                if rep is None or rep.routing_state == RoutingState.STOPPED:
-                    deletes.append(r)
-                    events.append(route_event(now, r, r.routing_state.value, RoutingState.STOPPED.value))
-                    continue
-                kept.append(r)
-                continue
-            if rep is None:
-                state, current, reason = (
-                    (RoutingState.STARTING, 0, "node no longer serves it")
-                    if r.routing_state == RoutingState.STARTED
-                    else (r.routing_state, r.current_allocations, r.reason)
-                )
+            elif isinstance(update, str):  # DELETE
+                deletes.append(r)
+                events.append(route_event(now, r, r.routing_state.value, RoutingState.STOPPED.value))
             else:
-                state, current, reason = rep.routing_state, rep.current_allocations, rep.reason
-                if state == RoutingState.STOPPED:
-                    state = RoutingState.STARTING
-                if not can_transition(r.routing_state, state):
-                    log.warning(
-                        "node %s reported %s -> %s for %s; ignored",
-                        node_id,
-                        r.routing_state.value,
-                        state.value,
-                        r.route_key,
-                    )
-                    kept.append(r)
-                    continue
-            if (state, current, reason) != (r.routing_state, r.current_allocations, r.reason):
+                state, current, reason = update
                 new = r.model_copy(
                     update={
                         "routing_state": state,
@@ -243,8 +252,6 @@ class NodeService:
                 if state != r.routing_state:
                     events.append(route_event(now, new, r.routing_state.value, state.value))
                 kept.append(new)
-            else:
-                kept.append(r)
         if not upserts and not deletes:
             return True
         new_state, new_reason = derive(d, kept, now, d.reason if d.state == DeploymentState.PENDING else "")
@@ -273,10 +280,10 @@ class NodeService:
                     self._models[key] = hit
         return hit
 
-    def _assignments(self, node_id: str) -> list[Assignment]:
+    def _assignments(self, routes: list[RouteRecord]) -> list[Assignment]:
         out = []
         deployments: dict[str, DeploymentRecord | None] = {}
-        for r in self._repo.node_routes(node_id):
+        for r in routes:
             if r.routing_state == RoutingState.STOPPING:
                 continue
             if r.deployment_uid not in deployments:
