@@ -46,6 +46,8 @@ class DeploymentRecord(Record):
     priority: Priority = Priority.NORMAL
     queue_capacity: int = 1024
     deploy_timeout_seconds: int = 300
+    max_batch_size: int = 1
+    max_batch_delay_ms: float = 0.0
     created_at: datetime
     updated_at: datetime
     state_since: datetime
@@ -80,6 +82,10 @@ def route_key(version_id: str, node_id: str) -> str:
     return f"{version_id}#{node_id}"
 
 
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_DELAY_MS = 0.0
+
+
 def _is_power_of_two(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -101,6 +107,20 @@ class DeploymentCreate(RequestModel):
     priority: Priority = Priority.NORMAL
     queue_capacity: int = Field(default=1024, ge=1, le=1_000_000)
     deploy_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
+    max_batch_size: int = Field(
+        default=DEFAULT_MAX_BATCH_SIZE,
+        ge=1,
+        le=1024,
+        description="Dynamic batching: concurrent requests run together, up to this many (1 = off). "
+        "Only models whose inputs have a variable first dimension are batched.",
+    )
+    max_batch_delay_ms: float = Field(
+        default=DEFAULT_MAX_BATCH_DELAY_MS,
+        ge=0,
+        le=1000,
+        description="How long a batch may wait for more requests. 0 batches only what is already "
+        "queued, so an idle deployment adds no latency.",
+    )
 
     @field_validator("threads_per_allocation")
     @classmethod
@@ -141,6 +161,8 @@ class DeploymentView(Record):
     priority: Priority
     queue_capacity: int
     deploy_timeout_seconds: int
+    max_batch_size: int
+    max_batch_delay_ms: float
     routing_table: dict[str, list[RouteView]]  # node_id -> its routes
     inference_url: str
     created_at: datetime
@@ -174,6 +196,8 @@ def deployment_view(record: DeploymentRecord, routes: list[RouteRecord]) -> Depl
         priority=record.priority,
         queue_capacity=record.queue_capacity,
         deploy_timeout_seconds=record.deploy_timeout_seconds,
+        max_batch_size=record.max_batch_size,
+        max_batch_delay_ms=record.max_batch_delay_ms,
         routing_table=table,
         inference_url=f"/v2/models/{record.deployment_id}/infer",
         created_at=record.created_at,

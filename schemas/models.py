@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -44,6 +45,9 @@ class ModelRecord(Record):
     created_at: datetime
     updated_at: datetime
     version_no: int = 1  # optimistic-lock counter
+    # Face-specific settings kept verbatim; the `_ml` face keeps the trained-model config here
+    # (model_type, inference_config, input, metadata) and its definition-upload progress.
+    face: dict[str, Any] = Field(default_factory=dict)
 
     def artifact(self, name: str) -> ArtifactFile | None:
         return next((a for a in self.artifacts if a.name == name), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -11,6 +12,7 @@ from modelfleet.core.lifecycle import NodeState, RoutingState
 from modelfleet.core.placement import Priority
 from schemas.common import Record, RequestModel, UserId
 from schemas.models import ModelFormat
+from schemas.stats import InferenceStats
 from schemas.tensors import Signature
 
 
@@ -48,6 +50,7 @@ class RouteReport(RequestModel):
     routing_state: RoutingState
     current_allocations: int = Field(ge=0)
     reason: str = Field(default="", max_length=4096)
+    stats: InferenceStats | None = None
 
 
 class NodeSync(RequestModel):
@@ -72,6 +75,21 @@ class AssignedModel(Record):
     files: list[ArtifactSource]
 
 
+class NlpTask(Record):
+    """How text becomes model input and output becomes a result (Elasticsearch's inference_config).
+
+    `task_type` is one of pass_through, text_embedding, text_classification, ner; `task_config` is
+    the inference_config entry of that task verbatim (tokenization, classification_labels,
+    num_top_classes, results_field, ...). `vocabulary_file` names the model artifact holding
+    `{"vocabulary": [...], "merges": [...], "scores": [...]}`.
+    """
+
+    task_type: str
+    task_config: dict[str, Any] = Field(default_factory=dict)
+    field_names: list[str] = Field(default_factory=lambda: ["text_field"])
+    vocabulary_file: str = "vocabulary.json"
+
+
 class Assignment(Record):
     deployment_uid: str
     project_id: str
@@ -82,6 +100,10 @@ class Assignment(Record):
     priority: Priority
     queue_capacity: int
     model: AssignedModel
+    cache_size_bytes: int = 0  # per-node inference cache (0 = off)
+    max_batch_size: int = 1  # dynamic batching: at most this many requests per model run (1 = off)
+    max_batch_delay_ms: float = 0.0  # how long a batch may wait for more requests
+    nlp: NlpTask | None = None  # set for Elasticsearch NLP models (text in, task results out)
 
 
 class SyncResponse(Record):

@@ -90,6 +90,7 @@ class DeploymentService:
                 allocations=1 if req.priority == Priority.LOW else (v.allocations or req.allocations),
                 threads_per_allocation=req.threads_per_allocation,
                 model_bytes=m.size_bytes,
+                cache_size_bytes=0,
             )
             for i, (v, m) in enumerate(zip(versions_in, models, strict=True))
         ]
@@ -104,6 +105,8 @@ class DeploymentService:
             priority=req.priority,
             queue_capacity=req.queue_capacity,
             deploy_timeout_seconds=req.deploy_timeout_seconds,
+            max_batch_size=req.max_batch_size,
+            max_batch_delay_ms=req.max_batch_delay_ms,
             created_at=now,
             updated_at=now,
             state_since=now,

@@ -13,6 +13,7 @@ from modelfleet.adapters.errors import ConditionFailed
 from modelfleet.adapters.s3 import ArtifactStore
 from modelfleet.control.errors import Conflict, Forbidden, NotFound
 from modelfleet.control.events import EventLog
+from modelfleet.control.nlp import nlp_task
 from modelfleet.control.planning import Planner, derive, route_event, with_state
 from modelfleet.control.repository import Repository
 from modelfleet.core.lifecycle import DeploymentState, NodeState, RoutingState, can_transition, transition
@@ -303,6 +304,10 @@ class NodeService:
                     threads_per_allocation=v.threads_per_allocation,
                     priority=d.priority,
                     queue_capacity=d.queue_capacity,
+                    cache_size_bytes=v.cache_size_bytes if v.cache_size_bytes is not None else v.model_bytes,
+                    max_batch_size=d.max_batch_size,
+                    max_batch_delay_ms=d.max_batch_delay_ms,
+                    nlp=nlp_task(model),
                     model=AssignedModel(
                         model_id=model.model_id,
                         format=model.format,
