@@ -5,8 +5,13 @@
     ModelRuntimeError                 # base class; also raised as-is for inference failures
     ├── ModelLoadError                # file missing, corrupt, unsupported format, unsafe external data;
     │                                 #   the message is the loader's own reason
+    │   └── NlpConfigError            # an NLP model's inference_config or vocabulary is unusable
+    │       └── UnsupportedNlpTaskError   # a task type or tokenization we do not implement
     ├── RequestDecodeError            # malformed OIP request: bad JSON, bad binary framing,
-    │                                 #   data length mismatch, unknown datatype, too many elements
+    │   │                             #   data length mismatch, unknown datatype, too many elements
+    │   └── NlpInputError             # a bad NLP request: missing/non-string input field, text too
+    │                                 #   long with truncate none, invalid inference_config override
+    ├── NlpOutputError                # an NLP model's output cannot become a task result
     └── SignatureMismatchError        # wrong input name, missing input, wrong shape or dtype;
                                       #   ``.details`` lists every problem
 
@@ -21,8 +26,12 @@ from typing import Any
 __all__ = [
     "ModelLoadError",
     "ModelRuntimeError",
+    "NlpConfigError",
+    "NlpInputError",
+    "NlpOutputError",
     "RequestDecodeError",
     "SignatureMismatchError",
+    "UnsupportedNlpTaskError",
 ]
 
 
@@ -43,6 +52,26 @@ class ModelLoadError(ModelRuntimeError):
 
 class RequestDecodeError(ModelRuntimeError):
     """An Open Inference Protocol request (or requested output list) is malformed."""
+
+
+class NlpConfigError(ModelLoadError):
+    """An NLP model cannot be served as configured (Elasticsearch-style message).
+
+    Raised when the stored ``inference_config`` or the uploaded vocabulary is invalid; the model
+    load fails with this reason, as Elasticsearch fails a deployment.
+    """
+
+
+class UnsupportedNlpTaskError(NlpConfigError):
+    """The task type or tokenization is valid in Elasticsearch but not implemented here."""
+
+
+class NlpInputError(RequestDecodeError):
+    """A document or per-request ``inference_config`` override is invalid (HTTP 400 in ES)."""
+
+
+class NlpOutputError(ModelRuntimeError):
+    """The model's output does not fit the task (e.g. wrong number of classes; HTTP 500 in ES)."""
 
 
 class SignatureMismatchError(ModelRuntimeError):
