@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.api import deployments, keys, models, nodes
 from functions.api.context import error_body, json_response
+from functions.resolver import ThreadSafeHttpResolver
 from modelfleet.adapters.errors import BackendUnavailable
 from modelfleet.control.errors import ControlError
 from modelfleet.core.errors import InvalidTransition, ValidationFailed
@@ -27,7 +28,7 @@ logger = Logger(service="modelfleet-api")
 PREFIX = "/api/v1"
 
 # A response that fails its own schema is our bug: 500, logged, never blamed on the caller.
-app = APIGatewayHttpResolver(enable_validation=True, response_validation_error_http_code=500)
+app = ThreadSafeHttpResolver(enable_validation=True, response_validation_error_http_code=500)
 for module in (models, deployments, nodes, keys):
     app.include_router(module.router, prefix=PREFIX)
 
