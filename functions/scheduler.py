@@ -21,6 +21,9 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         if lost:
             logger.info("nodes lost", extra={"nodes": lost})
         return {"task": task, "lost": lost}
+    if task == "autoscale":
+        changes = cp.autoscaler.tick(now)
+        return {"task": task, "changes": changes}
     if task == "relay_outbox":
         return {"task": task, "published": cp.events.relay(now)}
     raise ValueError(f"unknown scheduled task {task!r}")

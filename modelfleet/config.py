@@ -28,6 +28,9 @@ class Settings:
     node_lost_after_seconds: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024
     event_ttl_days: int = 30
+    autoscale_interval_seconds: float = 10.0  # Elasticsearch's adaptive-allocations trigger time
+    scale_to_zero_after_seconds: float = 900.0
+    autoscale_cooldown_seconds: float = 300.0
     names: Names = field(default_factory=Names)
 
     @classmethod
@@ -41,5 +44,8 @@ class Settings:
             heartbeat_interval_seconds=_float("MODELFLEET_HEARTBEAT_INTERVAL", 1.0),
             node_lost_after_seconds=_float("MODELFLEET_NODE_LOST_AFTER", 5.0),
             max_body_bytes=_int("MODELFLEET_MAX_BODY_BYTES", 8 * 1024 * 1024),
+            autoscale_interval_seconds=_float("MODELFLEET_AUTOSCALE_INTERVAL", 10.0),
+            scale_to_zero_after_seconds=_float("MODELFLEET_SCALE_TO_ZERO_AFTER", 900.0),
+            autoscale_cooldown_seconds=_float("MODELFLEET_AUTOSCALE_COOLDOWN", 300.0),
             names=Names(prefix=stack),
         )

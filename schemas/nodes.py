@@ -30,6 +30,7 @@ class NodeRecord(Record):
     state: NodeState
     pool: str | None = None
     project_id: str | None = None  # edge nodes belong to a project; cloud nodes serve all
+    data_url: str | None = None  # tcp://host:port of the framed data port the gateway forwards to
     registered_at: datetime
     updated_at: datetime
     version_no: int = 1
@@ -42,6 +43,7 @@ class NodeRegister(RequestModel):
     memory_bytes: int = Field(ge=64 * 1024**2)
     url: str = Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$", max_length=256)
     pool: str | None = Field(default=None, max_length=64)
+    data_url: str | None = Field(default=None, pattern=r"^tcp://[^\s/]+:\d+$", max_length=256)
 
 
 class RouteReport(RequestModel):

@@ -1,6 +1,8 @@
 """Start-up and deploy timings of the local platform, and inference latency through the gateway
-versus the node directly (concurrency 1, keep-alive). Not the benchmark: `make bench` (issue 9)
-will measure against raw onnxruntime and a plain FastAPI server.
+versus the node directly (concurrency 1, keep-alive, Python's http.client: its own ~0.1 ms is
+included). With `wrk` installed, also the gateway's p50 at concurrency 1 and requests/s at 16
+(the deployment batches: max_batch_size 32, no delay). Not the benchmark: `make bench`
+measures against raw onnxruntime and a plain FastAPI server.
 
     .venv/bin/python scripts/timings.py [--requests 2000]
 """
@@ -11,6 +13,8 @@ import argparse
 import http.client
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +44,33 @@ def p50_ms(host: str, port: int, path: str, body: bytes, headers: dict[str, str]
             raise RuntimeError(f"{path}: HTTP {r.status}")
     samples.sort()
     return samples[n // 2] * 1e3
+
+
+def wrk(
+    url: str, body: bytes, headers: dict[str, str], connections: int, seconds: int = 5
+) -> tuple[float, float]:
+    """(p50 ms, requests/s) of a wrk run; (nan, nan) without wrk."""
+    path = shutil.which("wrk")
+    if path is None:
+        return float("nan"), float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body").write_bytes(body)
+        lines = ['wrk.method = "POST"', f'wrk.body = io.open("{tmp}/body", "rb"):read("*a")']
+        lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+        (Path(tmp) / "s.lua").write_text("\n".join(lines))
+        out = subprocess.run(
+            [path, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", f"{tmp}/s.lua", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk got errors from {url}:\n{out}")
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert p50 and rps, out
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p50.group(2)]
+    return float(p50.group(1)) * scale, float(rps.group(1))
 
 
 def main() -> int:
@@ -96,14 +127,11 @@ def main() -> int:
             json_h = {"content-type": "application/json"}
             host, port = node_url.removeprefix("http://").split(":")
             node = p50_ms(host, int(port), f"/infer/{uid}/1", body, json_h, args.requests)
-            gateway = p50_ms(
-                "127.0.0.1",
-                args.port,
-                "/v2/models/digits/infer",
-                body,
-                {**json_h, "authorization": f"Bearer {KEY}"},
-                args.requests,
-            )
+            auth_h = {**json_h, "authorization": f"Bearer {KEY}"}
+            gateway = p50_ms("127.0.0.1", args.port, "/v2/models/digits/infer", body, auth_h, args.requests)
+            url = f"http://127.0.0.1:{args.port}/v2/models/digits/infer"
+            wrk_p50, _ = wrk(url, body, auth_h, 1)
+            _, wrk_rps = wrk(url, body, auth_h, 16)
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
@@ -112,6 +140,8 @@ def main() -> int:
     print(f"deploy to started                   {deployed * 1e3:8.0f} ms")
     print(f"p50, 1x64 OIP JSON, node directly   {node:8.2f} ms")
     print(f"p50, 1x64 OIP JSON, via gateway     {gateway:8.2f} ms")
+    print(f"p50 via gateway, wrk -c1            {wrk_p50:8.2f} ms")
+    print(f"req/s via gateway, wrk -c16         {wrk_rps:8.0f}")
     return 0
 
 

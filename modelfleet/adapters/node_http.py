@@ -1,5 +1,6 @@
 """HTTP adapter towards worker nodes: a best-effort nudge so a node syncs at once instead of at
-its next heartbeat. Losing a nudge costs one heartbeat interval, never correctness."""
+its next heartbeat (losing a nudge costs one heartbeat interval, never correctness), and the
+Elasticsearch cache clear, which must reach every node hosting the deployment."""
 
 from __future__ import annotations
 
@@ -24,3 +25,11 @@ class NodeNudger:
             for url in urls:
                 with contextlib.suppress(httpx.HTTPError):
                     c.post(url.rstrip("/") + "/_sync")
+
+    def clear_cache(self, urls: Iterable[str], deployment_uid: str) -> None:
+        """Empty the deployment's inference cache on each node. A node that cannot be reached
+        has lost its cache anyway (it restarts empty); it is skipped."""
+        with httpx.Client(timeout=max(self._timeout, 2.0)) as c:
+            for url in sorted(set(urls)):
+                with contextlib.suppress(httpx.HTTPError):
+                    c.post(f"{url.rstrip('/')}/_cache/{deployment_uid}/_clear")

@@ -61,5 +61,42 @@ class ArtifactStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         self._call("put_object", Key=key, Body=data)
 
+    def put_new(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> bool:
+        """Create the object only if the key is free (S3 conditional write). False: it exists."""
+        try:
+            self._c.put_object(
+                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", Metadata=metadata or {}
+            )
+        except ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                return False
+            raise BackendUnavailable(f"S3 put_object failed: {e}") from e
+        except BotoCoreError as e:
+            raise BackendUnavailable(f"S3 put_object failed: {e}") from e
+        return True
+
+    def head(self, key: str) -> dict[str, Any]:
+        """The object's size and user metadata; ItemNotFound if absent."""
+        got = self._call("head_object", Key=key)
+        return {"size": int(got.get("ContentLength", 0)), "metadata": dict(got.get("Metadata") or {})}
+
+    def list_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = self._call("list_objects_v2", Prefix=prefix, **extra)
+            keys += [o["Key"] for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return keys
+            token = page.get("NextContinuationToken")
+
+    def upload_file(self, key: str, path: str) -> None:
+        """A local file to S3 (multipart for large files, handled by boto3's transfer manager)."""
+        try:
+            self._c.upload_file(path, self.bucket, key)
+        except (ClientError, BotoCoreError) as e:
+            raise BackendUnavailable(f"S3 upload failed: {e}") from e
+
     def delete(self, key: str) -> None:
         self._call("delete_object", Key=key)

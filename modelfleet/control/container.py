@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from modelfleet.adapters import aws
 from modelfleet.adapters.dynamo import DynamoStore
@@ -13,6 +13,7 @@ from modelfleet.adapters.node_http import NodeNudger
 from modelfleet.adapters.s3 import ArtifactStore
 from modelfleet.adapters.sns import EventPublisher
 from modelfleet.config import Settings
+from modelfleet.control.autoscaling import Autoscaler
 from modelfleet.control.deployments import DeploymentService
 from modelfleet.control.events import EventLog
 from modelfleet.control.keys import KeyService
@@ -20,6 +21,7 @@ from modelfleet.control.nodes import NodeService
 from modelfleet.control.planning import Planner
 from modelfleet.control.registry import ModelRegistry
 from modelfleet.control.repository import Repository
+from modelfleet.core.autoscale import AutoscaleSettings
 
 
 def utcnow() -> datetime:
@@ -37,6 +39,9 @@ class ControlPlane:
     planner: Planner
     deployments: DeploymentService
     nodes: NodeService
+    artifacts: ArtifactStore
+    nudger: NodeNudger
+    autoscaler: Autoscaler
 
     @classmethod
     def build(cls, settings: Settings) -> ControlPlane:
@@ -53,6 +58,11 @@ class ControlPlane:
         )
         planner = Planner(repo, events, settings.node_lost_after_seconds)
         nudger = NodeNudger()
+        deployments = DeploymentService(repo, events, planner, nudger.nudge)
+        autoscale = AutoscaleSettings(
+            scale_to_zero_after=timedelta(seconds=settings.scale_to_zero_after_seconds),
+            scale_up_cooldown=timedelta(seconds=settings.autoscale_cooldown_seconds),
+        )
         return cls(
             settings=settings,
             repo=repo,
@@ -60,7 +70,7 @@ class ControlPlane:
             keys=KeyService(repo),
             models=ModelRegistry(repo, artifacts, events, settings.artifact_url_ttl_seconds),
             planner=planner,
-            deployments=DeploymentService(repo, events, planner, nudger.nudge),
+            deployments=deployments,
             nodes=NodeService(
                 repo,
                 events,
@@ -70,6 +80,9 @@ class ControlPlane:
                 settings.node_lost_after_seconds,
                 settings.artifact_url_ttl_seconds,
             ),
+            artifacts=artifacts,
+            nudger=nudger,
+            autoscaler=Autoscaler(repo, deployments, autoscale),
         )
 
 

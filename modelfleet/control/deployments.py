@@ -77,7 +77,10 @@ class DeploymentService:
         now: datetime,
         kind: DeploymentKind = DeploymentKind.NATIVE,
         face: dict[str, object] | None = None,
+        cache_size_bytes: int | None = 0,
     ) -> DeploymentRecord:
+        """Commit a deployment as pending and place it. `cache_size_bytes`: the per-node inference
+        cache of each version (None = the model's size, Elasticsearch's default; 0 = off)."""
         versions_in = req.versions or [VersionCreate(model_id=req.model_id or "", weight=100)]
         models = [self._ready_model(project_id, v.model_id) for v in versions_in]
         labels = [m.version for m in models]
@@ -90,7 +93,7 @@ class DeploymentService:
                 allocations=1 if req.priority == Priority.LOW else (v.allocations or req.allocations),
                 threads_per_allocation=req.threads_per_allocation,
                 model_bytes=m.size_bytes,
-                cache_size_bytes=0,
+                cache_size_bytes=cache_size_bytes,
             )
             for i, (v, m) in enumerate(zip(versions_in, models, strict=True))
         ]
@@ -138,6 +141,45 @@ class DeploymentService:
         nodes = {r.node_id for ch in changes for r in ch.upserts + ch.deletes}
         if nodes:
             self._nudge(n.url for n in self._repo.list_nodes() if n.node_id in nodes)
+
+    # --- scale and settings ----------------------------------------------------------------------
+    def update(
+        self,
+        project_id: str,
+        deployment_id: str,
+        now: datetime,
+        allocations: int | None = None,
+        face: dict[str, object] | None = None,
+        require_state: DeploymentState | None = None,
+    ) -> DeploymentRecord:
+        """Change every version's allocation count and/or merge face settings, then re-plan.
+
+        An optimistic write: a concurrent change makes it re-read and try again, never lose either.
+        `require_state`: refuse (409) unless the deployment is in that state when written.
+        """
+        for _ in range(8):
+            rec, _ = self.get(project_id, deployment_id)
+            if require_state is not None and rec.state != require_state:
+                raise Conflict(
+                    f"cannot update deployment that is not in [{require_state.value}] state",
+                    code="invalid_state",
+                )
+            changes: dict[str, object] = {"updated_at": now, "version_no": rec.version_no + 1}
+            if allocations is not None:
+                changes["versions"] = [
+                    v.model_copy(update={"allocations": allocations}) for v in rec.versions
+                ]
+            if face:
+                changes["face"] = {**rec.face, **face}
+            updated = rec.model_copy(update=changes)
+            try:
+                self._repo.store.write(self._repo.deployment_write(updated, expect=rec.version_no))
+            except ConditionFailed:
+                continue
+            if allocations is not None and any(v.allocations != allocations for v in rec.versions):
+                self._place(now)
+            return self.get(project_id, deployment_id)[0]
+        raise Conflict(f"deployment '{deployment_id}' keeps changing; retry", code="concurrent_update")
 
     # --- stop / start / delete ------------------------------------------------------------------
     def stop(self, project_id: str, deployment_id: str, now: datetime) -> DeploymentRecord:

@@ -97,6 +97,7 @@ class NodeService:
                 processors=req.processors,
                 memory_bytes=req.memory_bytes,
                 url=req.url,
+                data_url=req.data_url,
                 state=NodeState.READY,
                 pool=req.pool,
                 registered_at=now,
@@ -113,6 +114,7 @@ class NodeService:
                     "processors": req.processors,
                     "memory_bytes": req.memory_bytes,
                     "url": req.url,
+                    "data_url": req.data_url,
                     "pool": req.pool,
                     "state": transition(existing.state, NodeState.READY),
                     "updated_at": now,
@@ -179,7 +181,8 @@ class NodeService:
         node = self._repo.get_node(node_id)
         if node is None:
             raise NotFound("node", node_id)
-        self._repo.touch_heartbeat(node_id, now, timedelta(seconds=self._lost_after * 10))
+        stats = {f"{r.deployment_uid}/{r.version_id}": r.stats for r in req.routes if r.stats is not None}
+        self._repo.touch_heartbeat(node_id, now, timedelta(seconds=self._lost_after * 10), stats)
         if node.state == NodeState.LOST:  # it came back: schedulable again
             rec = node.model_copy(
                 update={

@@ -123,6 +123,7 @@ def derive(
         [RouteStatus(r.routing_state, r.current_allocations, r.target_allocations, r.reason) for r in routes],
         unplaced_reason=unplaced_reason,
         deploy_timed_out=timed_out,
+        scaled_to_zero=all(v.allocations == 0 for v in d.versions),
     )
     return derived.state, derived.reason
 

@@ -21,7 +21,7 @@ from modelfleet.control.repository import Repository
 from modelfleet.core.lifecycle import DeploymentState, ModelState, transition
 from modelfleet.runtime.backends import inspect_onnx_signature
 from modelfleet.runtime.errors import ModelLoadError
-from schemas.events import EventType
+from schemas.events import EventType, StatusEvent
 from schemas.models import (
     ArtifactFile,
     ModelCreate,
@@ -32,6 +32,18 @@ from schemas.models import (
     model_view,
 )
 from schemas.tensors import Signature
+
+
+def model_event(events: EventLog, now: datetime, before: ModelRecord, after: ModelRecord) -> StatusEvent:
+    """The event of a model's state change, to write in the same transaction as the record."""
+    return events.new(
+        now,
+        EventType.MODEL_STATE_CHANGED,
+        before.project_id,
+        f"model:{before.project_id}:{before.model_id}",
+        from_state=before.state.value,
+        to_state=after.state.value,
+    )
 
 
 class ModelRegistry:
@@ -127,14 +139,7 @@ class ModelRegistry:
                 "version_no": rec.version_no + 1,
             }
         )
-        ev = self._events.new(
-            now,
-            EventType.MODEL_STATE_CHANGED,
-            project_id,
-            f"model:{project_id}:{model_id}",
-            from_state=rec.state.value,
-            to_state=new.state.value,
-        )
+        ev = model_event(self._events, now, rec, new)
         try:
             self._repo.store.transact(
                 [self._repo.model_write(new, expect=rec.version_no), *self._events.writes([ev])]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import orjson
+
 from modelfleet.adapters.dynamo import ABSENT, DynamoStore, Write
 from schemas.deployments import DeploymentRecord, RouteRecord, route_key
 from schemas.events import StatusEvent
@@ -16,6 +18,7 @@ from schemas.keys import ApiKeyRecord
 from schemas.models import ModelRecord
 from schemas.nodes import NodeRecord
 from schemas.projects import ProjectRecord
+from schemas.stats import InferenceStats
 
 
 class Repository:
@@ -149,14 +152,28 @@ class Repository:
     def node_write(self, rec: NodeRecord, expect: int | None) -> Write:
         return Write("nodes", {"node_id": rec.node_id}, rec, rec.version_no, expect_version=expect)
 
-    def touch_heartbeat(self, node_id: str, at: datetime, keep: timedelta) -> None:
-        self.store.write(
-            Write(
-                "heartbeats",
-                {"node_id": node_id},
-                attrs={"at_ms": int(at.timestamp() * 1000), "expires_at": int((at + keep).timestamp())},
-            )
-        )
+    def touch_heartbeat(
+        self, node_id: str, at: datetime, keep: timedelta, stats: dict[str, InferenceStats] | None = None
+    ) -> None:
+        """The node's last heartbeat, with its latest inference counters per route (one write)."""
+        attrs: dict[str, str | int] = {
+            "at_ms": int(at.timestamp() * 1000),
+            "expires_at": int((at + keep).timestamp()),
+        }
+        if stats is not None:
+            attrs["stats"] = orjson.dumps({k: v.model_dump() for k, v in stats.items()}).decode()
+        self.store.write(Write("heartbeats", {"node_id": node_id}, attrs=attrs))
+
+    def node_stats(self) -> dict[str, dict[str, InferenceStats]]:
+        """node_id -> "<deployment uid>/<version id>" -> the counters of its last heartbeat."""
+        out: dict[str, dict[str, InferenceStats]] = {}
+        for item in self.store.scan_items("heartbeats"):
+            raw = item.get("stats", {}).get("S")
+            if raw:
+                out[item["node_id"]["S"]] = {
+                    k: InferenceStats.model_validate(v) for k, v in orjson.loads(raw).items()
+                }
+        return out
 
     def heartbeats(self) -> dict[str, float]:
         """node_id -> last heartbeat, seconds since the epoch."""

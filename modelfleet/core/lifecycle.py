@@ -143,11 +143,14 @@ def derive_deployment_state(
     routes: Sequence[RouteStatus],
     unplaced_reason: str = "",
     deploy_timed_out: bool = False,
+    scaled_to_zero: bool = False,
 ) -> DerivedState:
     """The deployment state its routes imply.
 
     - a stopped deployment stays stopped; stopping becomes stopped once no route is left;
     - any started route makes the deployment `started`;
+    - a started deployment scaled to zero allocations on purpose stays `started` with no route
+      (the next request scales it from zero);
     - no route at all means `pending` (with the planner's reason);
     - every route failed means `failed` with the first route's reason;
     - otherwise `starting`, or `failed` once the deploy timeout has passed.
@@ -159,6 +162,8 @@ def derive_deployment_state(
         return DerivedState(DeploymentState.STOPPED if not live else DeploymentState.STOPPING, "")
     if any(r.routing_state == RoutingState.STARTED for r in routes):
         return DerivedState(DeploymentState.STARTED, "")
+    if scaled_to_zero and current == DeploymentState.STARTED and not routes:
+        return DerivedState(DeploymentState.STARTED, "scaled to zero allocations")
     if not routes:
         reason = unplaced_reason or "no node has room for the deployment"
         return DerivedState(DeploymentState.PENDING, reason)

@@ -1,12 +1,18 @@
-"""The gateway's ASGI app: `/api/v1/*` through the Lambda handlers (as API Gateway would call
-them), `/v2/*` (Open Inference Protocol) through the data plane."""
+"""The gateway's ASGI app: `/api/v1/*` and `/_ml/*` through the Lambda handlers (as API Gateway
+would call them), `/v2/*` (Open Inference Protocol) and `/_ml/.../_infer` through the data plane.
+
+OIP inference (`POST /v2/models/{d}[/versions/{v}]/infer`) is answered ahead of Starlette's
+routing: it is the hot path, and a raw ASGI handler skips the request object, route matching
+and middleware stack. Everything else, including the 405 of a GET to an infer path, is
+Starlette's.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
 import orjson
@@ -23,10 +29,19 @@ from functions.authorizer import context_of
 from modelfleet.adapters import aws
 from modelfleet.adapters.sqs import QueueConsumer
 from modelfleet.config import Settings
-from modelfleet.control.container import control_plane
+from modelfleet.control.container import control_plane, utcnow
 from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge, read_body
-from modelfleet.gateway.dataplane import DataPlane, oip_error
+from modelfleet.gateway.dataplane import (
+    DataPlane,
+    Receive,
+    Scope,
+    Send,
+    infer_target,
+    oip_error,
+    send_error,
+)
+from modelfleet.gateway.es_face import EsControl, EsInfer, es_error
 from modelfleet.gateway.lambda_bridge import LocalLambdaContext, to_event, to_response
 from modelfleet.gateway.routing_table import RoutingTables
 
@@ -43,10 +58,46 @@ def native_error(status: int, code: str, message: str) -> Response:
     )
 
 
-def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starlette:
+class Gateway:
+    """Starlette, with OIP inference answered before it."""
+
+    def __init__(self, app: Starlette, plane: DataPlane) -> None:
+        self.app = app
+        self._plane = plane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = infer_target(scope["path"])
+            if target is not None:
+                try:
+                    await self._plane.infer(scope, receive, send, *target)
+                except Exception:  # a gateway bug: JSON and logged, like every other error
+                    log.exception("inference failed in the gateway")
+                    with contextlib.suppress(Exception):  # unless the answer had begun
+                        await send_error(
+                            send, 500, "an unexpected error occurred; it was logged", "internal_error"
+                        )
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gateway:
     auth = Authenticator()
     tables = RoutingTables(control_plane().repo)
     plane = DataPlane(tables, auth, settings.max_body_bytes, infer_timeout_seconds)
+
+    async def wake(project_id: str, deployment_id: str) -> bool:
+        """Scale a deployment from zero (adaptive allocations) for a request that found no route."""
+
+        def run() -> bool:
+            cp = control_plane()
+            d = cp.repo.get_deployment(project_id, deployment_id)
+            return d is not None and cp.autoscaler.wake(d, utcnow())
+
+        return await run_in_threadpool(run)
+
+    es_control = EsControl(auth, settings.max_body_bytes)
+    es_infer = EsInfer(tables, auth, plane.links, settings.max_body_bytes, wake)
 
     async def control_api(request: Request) -> Response:
         request_id = uuid.uuid4().hex
@@ -89,6 +140,8 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starl
     routes = [
         Route("/healthz", healthz),
         Route("/api/v1/{path:path}", control_api, methods=methods),
+        Route("/_ml/trained_models/{ident}/_infer", es_infer.handle, methods=["POST"]),
+        Route("/_ml/{path:path}", es_control.handle, methods=[*methods, "HEAD"]),
         Route("/v2", plane.server_metadata),
         Route("/v2/health/live", plane.live),
         Route("/v2/health/ready", plane.ready),
@@ -96,8 +149,10 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starl
         Route("/v2/models/{name}/versions/{version}", plane.model_metadata),
         Route("/v2/models/{name}/ready", plane.model_ready),
         Route("/v2/models/{name}/versions/{version}/ready", plane.model_ready),
-        Route("/v2/models/{name}/infer", plane.infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", plane.infer, methods=["POST"]),
+        Route("/v2/models/{name}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]
+        ),
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -107,6 +162,20 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Starl
         message = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(status, "error")
         if request.url.path.startswith("/api/"):
             return native_error(status, code, message)
+        if request.url.path.startswith("/_ml/"):
+            return es_error(status, "illegal_argument_exception" if status < 500 else "exception", message)
         return oip_error(status, message, code)
 
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    return Gateway(app, plane)
+
+
+class _AsgiEndpoint:
+    """A raw ASGI endpoint for a Starlette Route (which would wrap a plain method as a
+    request/response handler)."""
+
+    def __init__(self, handler: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._handler(scope, receive, send)

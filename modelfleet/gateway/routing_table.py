@@ -36,7 +36,7 @@ class VersionRoutes:
     weight: int
     format: ModelFormat | None
     signature: Signature | None
-    ready: dict[str, int]  # node url -> current allocations (started routes only)
+    ready: dict[str, int]  # node address -> current allocations (started routes only)
     wrr: WrrState = field(default_factory=lambda: WrrState(current={}))
 
 
@@ -104,6 +104,18 @@ class RoutingTables:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
 
+    def deployment_of_model(self, project_id: str, model_id: str) -> str | None:
+        """The deployment serving `model_id` (Elasticsearch lets `_infer` name the model): a
+        started one first. Reads DynamoDB; callers cache the answer briefly."""
+        rank = {DeploymentState.STARTED: 0, DeploymentState.STARTING: 1, DeploymentState.PENDING: 2}
+        serving = [
+            d
+            for d in self._repo.list_deployments(project_id)
+            if d.state in rank and any(v.model_id == model_id for v in d.versions)
+        ]
+        serving.sort(key=lambda d: (rank[d.state], d.created_at))
+        return serving[0].deployment_id if serving else None
+
     async def get(self, project_id: str, deployment_id: str) -> DeploymentEntry | None:
         key = (project_id, deployment_id)
         entry = self._entries.get(key)
@@ -154,8 +166,9 @@ class RoutingTables:
         return await self.reload((entry.project_id, entry.deployment_id)) or entry
 
     def _nodes(self) -> dict[str, str]:
+        """Node id -> the address inference goes to: its data port, or HTTP for nodes without one."""
         if time.monotonic() - self._node_urls_at > 5.0:
-            self._node_urls = {n.node_id: n.url.rstrip("/") for n in self._repo.list_nodes()}
+            self._node_urls = {n.node_id: n.data_url or n.url.rstrip("/") for n in self._repo.list_nodes()}
             self._node_urls_at = time.monotonic()
         return self._node_urls
 
@@ -205,11 +218,11 @@ class RoutingTables:
         self._by_uid.clear()
         self._node_urls_at = 0.0
 
-    def drop_node(self, url: str) -> None:
-        """A node refused a connection: stop routing to it until the next reload."""
+    def drop_node(self, address: str) -> None:
+        """A node could not be reached: stop routing to it until the next reload."""
         for entry in self._entries.values():
             for v in entry.versions:
-                v.ready.pop(url, None)
+                v.ready.pop(address, None)
 
     def start_listener(self, consumer: QueueConsumer) -> None:
         self._loop = asyncio.get_running_loop()

@@ -237,15 +237,17 @@ class LocalPlatform:
         from modelfleet.local.scheduler import Job, LocalScheduler
 
         self.prepare()
+        settings = Settings.from_env()
         sched = LocalScheduler(
             scheduler.handler,
             [
                 Job({"task": "sweep_nodes"}, self.opts.heartbeat_interval),
                 Job({"task": "relay_outbox"}, 5.0),
+                Job({"task": "autoscale"}, settings.autoscale_interval_seconds),
             ],
         )
         config = uvicorn.Config(
-            create_app(Settings.from_env()),
+            create_app(settings),
             host=self.opts.host,
             port=self.opts.port,
             log_level="warning",

@@ -21,6 +21,7 @@ from modelfleet.core.lifecycle import RoutingState
 from modelfleet.runtime.errors import ModelRuntimeError
 from modelfleet.worker.artifacts import fetch_model
 from modelfleet.worker.loaded import LoadedDeployment
+from modelfleet.worker.text import TextServing
 from schemas.nodes import Assignment, NodeRegister, NodeSync, RouteReport, SyncResponse
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class NodeAgent:
     def serving(self, uid: str, version_id: str) -> LoadedDeployment | None:
         route = self.routes.get((uid, version_id))
         return route.loaded if route and route.state == RoutingState.STARTED else None
+
+    def loaded_of(self, uid: str) -> list[LoadedDeployment]:
+        """Every version of a deployment loaded on this node (started or not)."""
+        return [r.loaded for (u, _), r in list(self.routes.items()) if u == uid and r.loaded is not None]
 
     def nudge(self) -> None:
         self._wake.set()
@@ -138,6 +143,7 @@ class NodeAgent:
                     if route.loaded and route.state == RoutingState.STARTED
                     else 0,
                     reason=route.reason,
+                    stats=route.loaded.stats_snapshot() if route.loaded else None,
                 )
                 for (uid, vid), route in self.routes.items()
             ]
@@ -169,6 +175,11 @@ class NodeAgent:
         try:
             entry = fetch_model(self._root, a.project_id, a.model, self._http)
             loaded = LoadedDeployment.load(a, entry)
+            try:
+                loaded.text = TextServing.build(a, loaded, entry.parent)
+            except BaseException:
+                loaded.close()
+                raise
         except ModelRuntimeError as e:
             state, reason, loaded_or_none = RoutingState.FAILED, str(e), None
         except Exception as e:  # a loader bug must fail this route, never the node

@@ -1,9 +1,8 @@
-"""The node's inference server: `POST /infer/{uid}/{version}` with an OIP v2 body, plus
-`POST /_sync` (a nudge from the control plane) and `GET /healthz`."""
+"""The node's HTTP server: `POST /infer/{uid}/{version}` with an OIP v2 body (for direct use and
+tests; the gateway uses the framed data port, see data_server.py), `POST /_sync` (a nudge from
+the control plane) and `GET /healthz`."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -11,72 +10,49 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modelfleet.runtime.errors import RequestDecodeError, SignatureMismatchError
-from modelfleet.runtime.oip import decode_infer_request, encode_infer_response
-from modelfleet.runtime.validation import check_inputs
 from modelfleet.worker.agent import NodeAgent
-from modelfleet.worker.loaded import QueueFull
+from modelfleet.worker.batcher import DeploymentUnloaded, Outcome, QueueFull
+from modelfleet.worker.inference import NOT_LOADED, Reply, outcome_reply, prepare, refusal
 
 
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details:
-        body["details"] = details
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+def _response(reply: Reply) -> Response:
+    headers = {}
+    if reply.json_header_length is not None:
+        headers["inference-header-content-length"] = str(reply.json_header_length)
+    if reply.retry_after is not None:
+        headers["retry-after"] = reply.retry_after
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
 
 
 def create_worker_app(agent: NodeAgent, max_tensor_elements: int) -> Starlette:
     async def infer(request: Request) -> Response:
-        uid = request.path_params["uid"]
         version = request.path_params["version"]
-        loaded = agent.serving(uid, version)
+        loaded = agent.serving(request.path_params["uid"], version)
         if loaded is None:
-            return _error(
-                503,
-                "not_loaded",
-                "this node does not serve that deployment (yet)",
-                headers={"retry-after": "1"},
-            )
+            return _response(NOT_LOADED)
         body = await request.body()
-        header = request.headers.get("inference-header-content-length")
+        call = prepare(
+            loaded, body, request.headers.get("inference-header-content-length"), max_tensor_elements
+        )
+        if isinstance(call, Reply):
+            return _response(call)
+        outcome: Outcome
         try:
-            header_len = int(header) if header is not None else None
-            req = decode_infer_request(body, header_len, max_elements=max_tensor_elements)
-            inputs = check_inputs(loaded.signature, req.inputs)
-        except ValueError:
-            return _error(400, "invalid_request", "Inference-Header-Content-Length must be an integer")
-        except SignatureMismatchError as e:
-            return _error(400, "signature_mismatch", str(e), e.details)
-        except RequestDecodeError as e:
-            return _error(400, "invalid_request", str(e))
-        try:
-            outputs = await loaded.run(inputs)
-        except QueueFull as e:
-            return _error(429, "queue_full", str(e), headers={"retry-after": "1"})
-        except Exception as e:  # the runtime refused the input (e.g. a value the graph rejects)
-            text = str(e)
-            status = 400 if "INVALID_ARGUMENT" in text or "Invalid" in text else 500
-            return _error(status, "inference_failed", text[:2000])
-        try:
-            payload, json_len = encode_infer_response(
-                loaded.assignment.deployment_id,
-                version,
-                req.id,
-                outputs,
-                req.outputs,
-                req.binary_outputs_default,
-            )
-        except RequestDecodeError as e:
-            return _error(400, "invalid_request", str(e))
-        headers = {"inference-header-content-length": str(json_len)} if json_len is not None else None
-        media = "application/octet-stream" if json_len is not None else "application/json"
-        return Response(payload, media_type=media, headers=headers)
+            outcome = await loaded.run(call.inputs)
+        except (QueueFull, DeploymentUnloaded) as e:
+            return _response(refusal(e))
+        except Exception as e:  # the run failed: its own reply
+            outcome = e
+        return _response(outcome_reply(loaded, version, call, outcome))
+
+    async def clear_cache(request: Request) -> Response:
+        """Elasticsearch's `deployment/cache/_clear`, sent by the control plane to each node."""
+        cleared = 0
+        for loaded in agent.loaded_of(request.path_params["uid"]):
+            if loaded.text is not None:
+                loaded.text.cache.clear()
+                cleared += 1
+        return Response(orjson.dumps({"cleared": cleared}), media_type="application/json")
 
     async def sync(_: Request) -> Response:
         agent.nudge()
@@ -92,6 +68,7 @@ def create_worker_app(agent: NodeAgent, max_tensor_elements: int) -> Starlette:
         routes=[
             Route("/infer/{uid}/{version}", infer, methods=["POST"]),
             Route("/_sync", sync, methods=["POST"]),
+            Route("/_cache/{uid}/_clear", clear_cache, methods=["POST"]),
             Route("/healthz", healthz),
         ]
     )

@@ -105,6 +105,9 @@ def start_platform(
         {
             "MODELFLEET_BOOTSTRAP_API_KEY": ADMIN_KEY,
             "MODELFLEET_MAX_BODY_BYTES": str(4 * 1024 * 1024),
+            # Adaptive allocations on a test's time scale: tick twice a second, idle to zero in 3 s.
+            "MODELFLEET_AUTOSCALE_INTERVAL": "0.5",
+            "MODELFLEET_SCALE_TO_ZERO_AFTER": "3",
             "PYTHONUNBUFFERED": "1",
         }
     )
