@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test check lint typecheck format clean install-run install-dev
+.PHONY: up test check lint typecheck format clean install-run install-dev bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
+
+# The bench extra is the dev extra plus the profiler, so it stands for both installs.
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[bench]'
+	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed
 
 install-run: $(VENV)/.run-installed
 install-dev: $(VENV)/.dev-installed
@@ -38,6 +43,17 @@ lint: install-dev
 
 typecheck: install-dev
 	$(BIN)/mypy modelfleet schemas functions
+
+## The data-plane benchmark: modelfleet vs raw onnxruntime and a plain FastAPI server (README "Benchmark").
+## wrk (the load generator) comes from Debian's packages; it is installed when missing.
+bench: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null 2>&1 || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing wrk (apt-get install -y wrk)"; \
+	  $$sudo apt-get install -y -q wrk >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q wrk >/dev/null; }; \
+	} || { echo "make bench: wrk is needed and could not be installed; install it (apt-get install wrk) and retry" >&2; exit 1; }
+	$(BIN)/python -m bench
 
 ## Lint, types and tests together.
 check: lint typecheck test

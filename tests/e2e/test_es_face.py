@@ -417,3 +417,24 @@ def test_adaptive_allocations_scale_to_zero_and_back(es: Elasticsearch, tiny_ber
 def target_allocations(es: Elasticsearch, model_id: str) -> int:
     stats = es.ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]
     return int(stats["deployment_stats"]["number_of_allocations"])
+
+
+def test_infer_privilege_can_infer_but_not_manage(
+    es: Elasticsearch, tiny_bert: Any, platform: RunningPlatform
+) -> None:
+    upload(es, "tiny-priv", tiny_bert.classifier_onnx, tiny_bert.classifier_config, tiny_bert.vocabulary)
+    es.ml.start_trained_model_deployment(model_id="tiny-priv", wait_for="started")
+    with platform.client() as admin:
+        created = admin.request("POST", "/api/v1/keys", json={"name": "es-app", "roles": ["infer"]})
+    key_id, secret = created["api_key"].split(":", 1)
+    with Elasticsearch(platform.url, api_key=(key_id, secret)) as app:
+        result = app.ml.infer_trained_model(model_id="tiny-priv", docs=[{"text_field": "a great film"}])
+        assert len(result["inference_results"]) == 1
+        with pytest.raises(ApiError) as denied:
+            app.ml.stop_trained_model_deployment(model_id="tiny-priv")
+        assert denied.value.status_code == 403
+        assert denied.value.body["error"]["type"] == "security_exception"
+        with pytest.raises(ApiError) as denied:
+            app.ml.delete_trained_model(model_id="tiny-priv", force=True)
+        assert denied.value.status_code == 403
+    assert es.ml.get_trained_models(model_id="tiny-priv")["count"] == 1
