@@ -60,6 +60,26 @@ class Subscription:
     filter_policy: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A task of the scheduled handler (functions/scheduler.py) and how often it runs.
+
+    `setting` names the Settings field that overrides `every_seconds` (the local platform ticks
+    that often). EventBridge Scheduler's finest rate is one minute, so the cloud program schedules
+    `rate(1 minute)` and the handler repeats a faster task within its invocation.
+    """
+
+    task: str
+    every_seconds: float
+    setting: str | None = None
+
+
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec("sweep_nodes", 1.0, setting="heartbeat_interval_seconds"),
+    ScheduleSpec("relay_outbox", 5.0),
+    ScheduleSpec("autoscale", 10.0, setting="autoscale_interval_seconds"),
+)
+
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("projects", "project_id"),
     TableSpec("api_keys", "key_id", indexes=(Index("by_project", "project_id", "key_id"),)),

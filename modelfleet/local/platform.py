@@ -235,17 +235,15 @@ class LocalPlatform:
         from modelfleet.config import Settings
         from modelfleet.gateway.app import create_app
         from modelfleet.local.scheduler import Job, LocalScheduler
+        from modelfleet.resources import SCHEDULES
 
         self.prepare()
         settings = Settings.from_env()
-        sched = LocalScheduler(
-            scheduler.handler,
-            [
-                Job({"task": "sweep_nodes"}, self.opts.heartbeat_interval),
-                Job({"task": "relay_outbox"}, 5.0),
-                Job({"task": "autoscale"}, settings.autoscale_interval_seconds),
-            ],
-        )
+        jobs = [
+            Job({"task": s.task}, float(getattr(settings, s.setting)) if s.setting else s.every_seconds)
+            for s in SCHEDULES
+        ]
+        sched = LocalScheduler(scheduler.handler, jobs)
         config = uvicorn.Config(
             create_app(settings),
             host=self.opts.host,
