@@ -1,6 +1,7 @@
 """The node's HTTP server: `POST /infer/{uid}/{version}` with an OIP v2 body (for direct use and
 tests; the gateway uses the framed data port, see data_server.py), `POST /_sync` (a nudge from
-the control plane) and `GET /healthz`."""
+the control plane), `GET /healthz`, and `GET /_stats`: each loaded route's inference counters, the
+same snapshot the heartbeat sends, read at once (the benchmark reads the batch sizes formed)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,20 @@ def create_worker_app(agent: NodeAgent, max_tensor_elements: int) -> Starlette:
             media_type="application/json",
         )
 
+    async def stats(_: Request) -> Response:
+        routes = {
+            f"{route.assignment.deployment_id}/{version}": route.loaded.stats_snapshot().model_dump(mode="json")
+            for (_uid, version), route in list(agent.routes.items())
+            if route.loaded is not None
+        }
+        return Response(orjson.dumps({"routes": routes}), media_type="application/json")
+
     return Starlette(
         routes=[
             Route("/infer/{uid}/{version}", infer, methods=["POST"]),
             Route("/_sync", sync, methods=["POST"]),
             Route("/_cache/{uid}/_clear", clear_cache, methods=["POST"]),
             Route("/healthz", healthz),
+            Route("/_stats", stats),
         ]
     )

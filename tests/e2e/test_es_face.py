@@ -438,3 +438,19 @@ def test_infer_privilege_can_infer_but_not_manage(
             app.ml.delete_trained_model(model_id="tiny-priv", force=True)
         assert denied.value.status_code == 403
     assert es.ml.get_trained_models(model_id="tiny-priv")["count"] == 1
+
+
+def test_fully_allocated_and_clamping_to_the_hardware(es: Elasticsearch, tiny_bert: Any) -> None:
+    """The test nodes have 4 processors each (2 nodes): 16 threads are reduced to 4, and 9
+    allocations of 4 threads to what the nodes hold (2), instead of being refused."""
+    upload(es, "tiny-clamp", tiny_bert.classifier_onnx, tiny_bert.classifier_config, tiny_bert.vocabulary)
+    started = es.ml.start_trained_model_deployment(
+        model_id="tiny-clamp", threads_per_allocation=16, number_of_allocations=9, wait_for="fully_allocated"
+    )["assignment"]
+    params = started["task_parameters"]
+    assert params["threads_per_allocation"] == 4
+    assert params["number_of_allocations"] == 2
+    current = sum(r["current_allocations"] for r in started["routing_table"].values())
+    assert current == 2 and started["assignment_state"] == "started"
+    stats = es.ml.get_trained_models_stats(model_id="tiny-clamp")["trained_model_stats"][0]
+    assert stats["deployment_stats"]["allocation_status"]["state"] == "fully_allocated"

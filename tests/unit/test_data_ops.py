@@ -154,3 +154,6 @@ def test_the_http_route_still_serves(node: tuple[NodeAgent, DataServer, Path]) -
         assert http.post("/infer/u/9", content=_json_body(x)).status_code == 503
         bad = http.post("/infer/u/1", content=b"{oops")
         assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+        stats = http.get("/_stats").json()["routes"][f"{loaded.assignment.deployment_id}/1"]
+        assert stats["inference_count"] == 1 and stats["error_count"] == 1
+        assert stats["batches"] == 1 and stats["batched_requests"] == 1
