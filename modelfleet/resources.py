@@ -90,6 +90,8 @@ TABLES: tuple[TableSpec, ...] = (
     ),
     TableSpec("nodes", "node_id"),
     TableSpec("heartbeats", "node_id", ttl_attribute="expires_at", durable=False),
+    # powertools idempotency records of creates sent with an Idempotency-Key header.
+    TableSpec("idempotency", "id", ttl_attribute="expiration"),
     TableSpec(
         "events",
         "aggregate_id",

@@ -144,6 +144,14 @@ class DeploymentCreate(RequestModel):
         return self
 
 
+class DeploymentUpdate(RequestModel):
+    """Change a deployment. `version` is the one you read: the update is refused (409) if the
+    deployment changed since, so concurrent updates never overwrite each other unseen."""
+
+    version: int = Field(ge=1)
+    allocations: int = Field(ge=1, le=64, description="Allocations of each version.")
+
+
 class RouteView(Record):
     version_id: str
     routing_state: RoutingState
@@ -154,6 +162,7 @@ class RouteView(Record):
 
 class DeploymentView(Record):
     deployment_id: str
+    version: int  # the optimistic-lock version: send it back with an update
     kind: DeploymentKind
     state: DeploymentState
     reason: str
@@ -189,6 +198,7 @@ def deployment_view(record: DeploymentRecord, routes: list[RouteRecord]) -> Depl
         )
     return DeploymentView(
         deployment_id=record.deployment_id,
+        version=record.version_no,
         kind=record.kind,
         state=record.state,
         reason=record.reason,

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from functions.api.context import cp, json_response, now, require
+from functions.idempotency import once
 from schemas.keys import Role
 from schemas.models import ModelCreate, ModelCreated, ModelList, ModelView, UploadList, model_view
 
@@ -18,8 +19,12 @@ router = Router()
 @router.post("/models", responses={201: {"description": "registered; upload the files, then commit"}})
 def create_model(body: ModelCreate) -> Response[ModelCreated]:
     who = require(router, Role.MANAGE)
-    created = cp().models.create(who.project_id, body, now())
-    return json_response(201, created)
+
+    def create() -> tuple[int, Any]:
+        return 201, cp().models.create(who.project_id, body, now()).model_dump(mode="json")
+
+    status, answer = once(router, who.project_id, "POST /models", body.model_dump(mode="json"), create)
+    return json_response(status, answer)
 
 
 @router.get("/models")

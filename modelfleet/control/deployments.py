@@ -151,14 +151,23 @@ class DeploymentService:
         allocations: int | None = None,
         face: dict[str, object] | None = None,
         require_state: DeploymentState | None = None,
+        expect_version: int | None = None,
     ) -> DeploymentRecord:
         """Change every version's allocation count and/or merge face settings, then re-plan.
 
         An optimistic write: a concurrent change makes it re-read and try again, never lose either.
         `require_state`: refuse (409) unless the deployment is in that state when written.
+        `expect_version`: the caller's optimistic lock: refuse (409) unless the record is still at
+        that version, and never retry on its behalf.
         """
         for _ in range(8):
             rec, _ = self.get(project_id, deployment_id)
+            if expect_version is not None and rec.version_no != expect_version:
+                raise Conflict(
+                    f"deployment '{deployment_id}' is at version {rec.version_no}, not {expect_version}; "
+                    "read it again and retry",
+                    code="version_conflict",
+                )
             if require_state is not None and rec.state != require_state:
                 raise Conflict(
                     f"cannot update deployment that is not in [{require_state.value}] state",
@@ -175,6 +184,11 @@ class DeploymentService:
             try:
                 self._repo.store.write(self._repo.deployment_write(updated, expect=rec.version_no))
             except ConditionFailed:
+                if expect_version is not None:
+                    raise Conflict(
+                        f"deployment '{deployment_id}' changed meanwhile; read it again and retry",
+                        code="version_conflict",
+                    ) from None
                 continue
             if allocations is not None and any(v.allocations != allocations for v in rec.versions):
                 self._place(now)
