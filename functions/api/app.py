@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
     RequestValidationError,
     ResponseValidationError,
 )
@@ -52,6 +53,18 @@ def _validation(e: RequestValidationError) -> Response[Any]:
         return json_response(400, error_body("malformed_json", "the request body is not valid JSON"))
     message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details) or "invalid request"
     return json_response(400, error_body("validation_failed", message, details))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _content_type(_: RequestUnsupportedContentType) -> Response[Any]:
+    return json_response(
+        415, error_body("unsupported_media_type", "send the request body as application/json")
+    )
+
+
+@app.exception_handler(UnicodeDecodeError)
+def _not_utf8(_: UnicodeDecodeError) -> Response[Any]:
+    return json_response(400, error_body("malformed_json", "the request body is not valid UTF-8 JSON"))
 
 
 @app.exception_handler(ResponseValidationError)

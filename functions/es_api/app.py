@@ -69,7 +69,10 @@ def _query() -> dict[str, str]:
 
 
 def _body(model: type[M], required: bool) -> M | None:
-    raw = app.current_event.decoded_body or ""
+    try:
+        raw = app.current_event.decoded_body or ""
+    except UnicodeDecodeError:
+        raise EsBadRequest("the request body is not valid UTF-8 JSON", PARSE_ERROR) from None
     if not raw.strip():
         if required:
             raise EsBadRequest("request body is required", "parse_exception")

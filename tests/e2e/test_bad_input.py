@@ -53,6 +53,20 @@ def test_control_api_refuses_bad_requests_and_changes_nothing(http: httpx.Client
         400,
         "malformed_json",
     )
+    _error(
+        http.post("/api/v1/deployments", content=b"\x9d\xbd{", headers={"content-type": "application/json"}),
+        400,
+        "malformed_json",
+    )
+    _error(
+        http.post(
+            "/api/v1/deployments",
+            content=b'{"deployment_id": "x0", "model_id": "m"}',
+            headers={"content-type": "text/plain"},
+        ),
+        415,
+        "unsupported_media_type",
+    )
     err = _error(
         http.post("/api/v1/deployments", json={"deployment_id": "x1", "model_id": served, "alocations": 2}),
         400,
