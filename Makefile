@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test check lint typecheck format clean install-run install-dev bench
+.PHONY: up test check lint typecheck format clean install-run install-dev bench faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench: $(VENV)/.bench-installed
 	  { $$sudo apt-get update -q >/dev/null && $$sudo apt-get install -y -q wrk >/dev/null; }; \
 	} || { echo "make bench: wrk is needed and could not be installed; install it (apt-get install wrk) and retry" >&2; exit 1; }
 	$(BIN)/python -m bench
+
+## The fault suite: faults injected into the real local platform, with sent/ok/lost/duplicated per
+## row (README "Fault suite"). `make test` runs its short form.
+faults: install-dev
+	$(BIN)/python -m faults
 
 ## Lint, types and tests together.
 check: lint typecheck test

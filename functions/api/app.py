@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -107,7 +108,29 @@ def _not_found(_: Exception) -> Response[Any]:
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if not _json_or_raw(event):
+        return {
+            "statusCode": 415,
+            "headers": {"content-type": "application/json"},
+            "body": orjson.dumps(
+                error_body("unsupported_media_type", "send the request body as application/json")
+            ).decode(),
+            "isBase64Encoded": False,
+        }
     return app.resolve(event, context)
+
+
+def _json_or_raw(event: dict[str, Any]) -> bool:
+    """Bodies are JSON, except file uploads (raw bytes). Any other declared type is refused up front:
+    powertools would try to parse forms and multipart, which this API does not speak."""
+    if not event.get("body"):
+        return True
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    json_like: bool = ctype in ("application/json", "application/octet-stream") or ctype.endswith("+json")
+    if json_like:
+        return True
+    return "/files/" in str(event.get("rawPath", "")) and ctype != "multipart/form-data"
 
 
 logging.getLogger("botocore").setLevel(logging.WARNING)
