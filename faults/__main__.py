@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import rows_core
+from faults import rows_artifacts, rows_core
 from faults.result import Context, RowResult
 from modelfleet.examples.digits import build_example
 from modelfleet.local.launcher import LaunchOptions, launch
 
 ADMIN_KEY = "mfk_faults:faults-secret-0123456789abcdef"
 ASYNC = "async requests land with batch services (issue 5)"
-ARTIFACTS = "added with the artifact checks"
 COLUMNS = ("sent", "ack", "ok", "lost", "dup", "5xx", "leak")
 WIDTHS = (6, 6, 6, 5, 4, 4, 4)
 
@@ -48,9 +47,9 @@ def rows() -> list[Row]:
             pending="rolling upgrades land with services (issue 4)",
         ),
         Row(6, "a tampered artifact", rows_core.tampered_artifacts),
-        Row(7, "the malicious model corpus", pending=ARTIFACTS),
-        Row(8, "archive traversal and bombs", pending=ARTIFACTS),
-        Row(9, "SSRF payloads", pending="the SSRF row is being added with the URL guard"),
+        Row(7, "the malicious model corpus", rows_artifacts.malicious_models),
+        Row(8, "archive traversal and bombs", rows_artifacts.archives),
+        Row(9, "SSRF payloads", rows_artifacts.ssrf),
         Row(10, "the cross-tenant matrix", pending="the matrix row is being added with projects"),
         Row(11, "schemathesis against the generated OpenAPI", rows_core.schemathesis_run),
         Row(12, "2x overload and oversized bodies", rows_core.overload),

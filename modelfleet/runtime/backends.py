@@ -20,6 +20,7 @@ import numpy.typing as npt
 import onnx
 
 from modelfleet.runtime.errors import ModelLoadError, ModelRuntimeError
+from modelfleet.runtime.torchscript_safety import check_torchscript_archive
 from schemas.tensors import DataType, Signature, TensorSpec
 
 __all__ = [
@@ -409,6 +410,9 @@ def _load_torchscript(path: Path, signature: Signature | None, threads: int) -> 
     byte_inputs = [spec.name for spec in signature.inputs if spec.datatype is DataType.BYTES]
     if byte_inputs:
         raise ModelLoadError(f"TorchScript models cannot take BYTES inputs ({byte_inputs})")
+    # Refused before torch reads a byte: raw pickles, foreign pickle globals, file/network ops.
+    # Only torch.jit.load is ever used; never torch.load, never pickle.
+    check_torchscript_archive(path)
     try:
         torch = importlib.import_module("torch")
     except ImportError:

@@ -5,8 +5,11 @@
     ModelRuntimeError                 # base class; also raised as-is for inference failures
     ├── ModelLoadError                # file missing, corrupt, unsupported format, unsafe external data;
     │                                 #   the message is the loader's own reason
-    │   └── NlpConfigError            # an NLP model's inference_config or vocabulary is unusable
-    │       └── UnsupportedNlpTaskError   # a task type or tokenization we do not implement
+    │   ├── NlpConfigError            # an NLP model's inference_config or vocabulary is unusable
+    │   │   └── UnsupportedNlpTaskError   # a task type or tokenization we do not implement
+    │   └── UnsafeArtifactError       # refused before loading: it could run code or escape its directory
+    │       ├── ArchiveRefused        # an archive with traversal, links, bombs or oversized members
+    │       └── UnsafePickleError     # a raw pickle, or a TorchScript archive with foreign globals/ops
     ├── RequestDecodeError            # malformed OIP request: bad JSON, bad binary framing,
     │   │                             #   data length mismatch, unknown datatype, too many elements
     │   └── NlpInputError             # a bad NLP request: missing/non-string input field, text too
@@ -24,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArchiveRefused",
     "ModelLoadError",
     "ModelRuntimeError",
     "NlpConfigError",
@@ -31,6 +35,8 @@ __all__ = [
     "NlpOutputError",
     "RequestDecodeError",
     "SignatureMismatchError",
+    "UnsafeArtifactError",
+    "UnsafePickleError",
     "UnsupportedNlpTaskError",
 ]
 
@@ -48,6 +54,19 @@ class ModelRuntimeError(Exception):
 
 class ModelLoadError(ModelRuntimeError):
     """A model could not be loaded; the message is the loader's reason."""
+
+
+class UnsafeArtifactError(ModelLoadError):
+    """A model file refused before any loader touched it: loading it could run code or write
+    outside the model directory. The message names the file, member or symbol at fault."""
+
+
+class ArchiveRefused(UnsafeArtifactError):
+    """An archive member escapes the destination, is a link or device, or breaks a size cap."""
+
+
+class UnsafePickleError(UnsafeArtifactError):
+    """A raw pickle, or a TorchScript archive whose pickles or code reach outside TorchScript."""
 
 
 class RequestDecodeError(ModelRuntimeError):
