@@ -295,15 +295,17 @@ def _as_str_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return out.reshape(array.shape)
 
 
+EXPERIMENT_CFG: dict[str, str] = {}  # XXX-EXPERIMENT
+
+
 def _load_onnx(path: Path, signature: Signature | None, threads: int) -> OnnxModel:
     import onnxruntime as ort
 
-    parse_error: str | None = None
     unknown_rank: set[str] = set()
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # let onnxruntime report the problem in its own words
-        parse_error = _reason(exc)
+    except Exception as exc:  # unverifiable: never let onnxruntime read it (external data paths)
+        raise ModelLoadError(f"not a readable ONNX model: {_reason(exc)}") from None
     else:
         _check_external_data(model, path.parent)
         unknown_rank = {
@@ -318,9 +320,9 @@ def _load_onnx(path: Path, signature: Signature | None, threads: int) -> OnnxMod
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
+    for _k, _v in EXPERIMENT_CFG.items():  # XXX-EXPERIMENT
+        options.add_session_config_entry(_k, _v)
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    if parse_error is not None:
-        raise ModelLoadError(f"cannot verify the model's external data: {parse_error}")
 
     inputs, outputs = session.get_inputs(), session.get_outputs()
     input_specs = [_ort_spec(arg, "input", unknown_rank) for arg in inputs]

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from faults.corpus import write_tar, write_tar_many_members, write_zip
 from modelfleet.runtime.archives import ArchiveLimits, archive_kind, check_member_name, extract_archive
 from modelfleet.runtime.errors import ArchiveRefused, ModelLoadError
-from faults.corpus import write_tar, write_tar_many_members, write_zip
 
 FILES = {"model.onnx": b"onnx bytes", "weights/w.bin": bytes(range(256)) * 64, "vocab.txt": b"a\nb\n"}
 

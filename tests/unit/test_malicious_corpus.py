@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from faults import corpus
 from modelfleet.runtime.archives import ArchiveLimits, extract_archive
 from modelfleet.runtime.backends import load_model
 from modelfleet.runtime.errors import ArchiveRefused, ModelLoadError, UnsafeArtifactError, UnsafePickleError
 from modelfleet.runtime.torchscript_safety import check_torchscript_archive, scan_pickle_globals
 from schemas.tensors import DataType, Signature, TensorSpec
-from faults import corpus
 from tests.models import export_torchscript, train_torch_digits
 
 SIGNATURE = Signature(
