@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import rows_artifacts, rows_core
+from faults import rows_artifacts, rows_core, rows_tenants
 from faults.result import Context, RowResult
 from modelfleet.examples.digits import build_example
 from modelfleet.local.launcher import LaunchOptions, launch
 
 ADMIN_KEY = "mfk_faults:faults-secret-0123456789abcdef"
+PLATFORM_KEY = "mfk_faultsplatform:faults-platform-secret-0123456789abcdef"  # admin of _system
 ASYNC = "async requests land with batch services (issue 5)"
 COLUMNS = ("sent", "ack", "ok", "lost", "dup", "5xx", "leak")
 WIDTHS = (6, 6, 6, 5, 4, 4, 4)
@@ -50,7 +51,7 @@ def rows() -> list[Row]:
         Row(7, "the malicious model corpus", rows_artifacts.malicious_models),
         Row(8, "archive traversal and bombs", rows_artifacts.archives),
         Row(9, "SSRF payloads", rows_artifacts.ssrf),
-        Row(10, "the cross-tenant matrix", pending="the matrix row is being added with projects"),
+        Row(10, "the cross-tenant matrix", rows_tenants.cross_tenant),
         Row(11, "schemathesis against the generated OpenAPI", rows_core.schemathesis_run),
         Row(12, "2x overload and oversized bodies", rows_core.overload),
     ]
@@ -80,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("faults-results.json"))
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="mf-faults-"))
-    options = LaunchOptions(nodes=2, node_processors=4, heartbeat_interval=0.5, node_lost_after=3)
+    options = LaunchOptions(
+        nodes=2,
+        node_processors=4,
+        heartbeat_interval=0.5,
+        node_lost_after=3,
+        env={"MODELFLEET_PLATFORM_API_KEY": PLATFORM_KEY},
+    )
     platform = launch(workdir / "home", ADMIN_KEY, options)
     results: list[tuple[Row, RowResult | None, str]] = []
     try:
@@ -88,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(workdir / "digits.onnx", workdir / "digits-copy.onnx")
         with platform.client() as c:
             model = c.register_model(workdir / "digits.onnx", name="faults-digits", format="onnx")
-        ctx = Context(platform=platform, workdir=workdir, short=args.short, digits_model_id=model["model_id"])
+        ctx = Context(
+            platform=platform,
+            workdir=workdir,
+            short=args.short,
+            digits_model_id=model["model_id"],
+            extra={"platform_key": PLATFORM_KEY},
+        )
         # schemathesis last: its stateful phase deletes what it can reach.
         for row in sorted(rows(), key=lambda r: r.number == 11):
             if args.only and row.number not in args.only:

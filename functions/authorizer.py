@@ -1,7 +1,9 @@
 """API Gateway HTTP API Lambda authorizer (simple responses).
 
 It turns whichever credential header a face uses into a principal and hands it to the
-handlers as `requestContext.authorizer.lambda` = {key_id, project_id, roles}.
+handlers as `requestContext.authorizer.lambda` = {key_id, project_id, roles, expires_at}.
+Unknown, revoked and expired keys are refused (401). The handlers check the project of every
+object against `project_id` and refuse an expired `expires_at` again (API Gateway caches verdicts).
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ def authorize(headers: dict[str, str]) -> Principal:
 
 
 def context_of(p: Principal) -> dict[str, str]:
+    """The verdict as the handlers read it. `expires_at` (ISO 8601, or empty) lets them refuse
+    an expired key even when API Gateway answers from its authorizer cache."""
     return {
         "key_id": p.key_id,
         "project_id": p.project_id,
         "roles": ",".join(sorted(r.value for r in p.roles)),
+        "expires_at": p.expires_at.isoformat() if p.expires_at else "",
     }
 
 

@@ -16,12 +16,25 @@ from schemas.keys import Principal, Role
 
 
 def principal(router: Router) -> Principal:
-    """The caller, as the Lambda authorizer (or the local gateway running it) established."""
+    """The caller, as the Lambda authorizer (or the local gateway running it) established.
+
+    API Gateway may serve a cached authorizer verdict, so the key's expiry travels in the
+    context and is checked again here: a cached verdict never outlives its key.
+    """
     raw = router.current_event.raw_event.get("requestContext", {}).get("authorizer", {}).get("lambda") or {}
     if not raw.get("key_id") or not raw.get("project_id"):
         raise Unauthorized("missing or invalid API key")
     roles = frozenset(Role(r) for r in str(raw.get("roles", "")).split(",") if r)
-    return Principal(key_id=raw["key_id"], project_id=raw["project_id"], roles=roles)
+    expires = str(raw.get("expires_at") or "")
+    who = Principal(
+        key_id=raw["key_id"],
+        project_id=raw["project_id"],
+        roles=roles,
+        expires_at=datetime.fromisoformat(expires) if expires else None,
+    )
+    if who.expired(utcnow()):
+        raise Unauthorized("this API key has expired")
+    return who
 
 
 def require(router: Router, *roles: Role) -> Principal:

@@ -13,14 +13,16 @@ router = Router()
 
 @router.post("/keys")
 def create_key(body: KeyCreate) -> Response[KeyCreated]:
+    """A key of the caller's project. `api_key` (id:secret) is shown once; only its hash is kept."""
     who = require(router, Role.ADMIN)
     return json_response(201, cp().keys.create(who.project_id, body, now()))
 
 
 @router.get("/keys")
 def list_keys() -> Response[KeyList]:
+    """The project's keys with their state (active, expired, revoked) and expiry; never secrets."""
     who = require(router, Role.ADMIN)
-    return json_response(200, KeyList(keys=cp().keys.list_keys(who.project_id)))
+    return json_response(200, KeyList(keys=cp().keys.list_keys(who.project_id, now())))
 
 
 @router.delete("/keys/<key_id>")

@@ -32,6 +32,7 @@ from schemas.nodes import (
     RouteReport,
     SyncResponse,
 )
+from schemas.projects import SYSTEM_PROJECT
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ class NodeService:
 
     @staticmethod
     def _check(principal: Principal) -> None:
-        if not principal.has(Role.NODE):
+        """Cloud nodes serve every project (their sync answer holds every project's models), so
+        only the platform's own keys (project `_system`) may act as one; a project's admin may not."""
+        if not principal.has(Role.NODE) or principal.project_id != SYSTEM_PROJECT:
             raise Forbidden("this key may not act as a node", code="node_role_required")
 
     def register(self, principal: Principal, req: NodeRegister, now: datetime) -> NodeRecord:

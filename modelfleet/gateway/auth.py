@@ -1,7 +1,8 @@
 """Authentication at the gateway: the same authorizer function the cloud's API Gateway runs.
 
-Verdicts are cached by the key service (one cache per process, which revocation clears), so a
-hot path costs a dictionary lookup and only a miss goes to the store, on a worker thread.
+Verdicts are cached by the key service (one cache per process, which revocation clears, and
+whose entries end when their key expires), so a hot path costs a dictionary lookup and only a
+miss goes to the store, on a worker thread.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from starlette.concurrency import run_in_threadpool
 
 from functions import authorizer
-from modelfleet.control.container import control_plane
+from modelfleet.control.container import control_plane, utcnow
 from modelfleet.control.errors import ControlError
 from modelfleet.control.keys import credential_from_headers
 from schemas.keys import Principal
@@ -33,7 +34,7 @@ class Authenticator:
         credential = credential_from_headers(headers)
         if not credential:
             raise AuthFailure(401, "unauthorized", "missing API key")
-        hit = self._keys.cached(credential)
+        hit = self._keys.cached(credential, utcnow())
         if hit is not None:
             return hit
         try:

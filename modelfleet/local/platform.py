@@ -88,6 +88,7 @@ class LocalPlatform:
         self._stopping = threading.Event()
         self.url = ""
         self.admin_key: str | None = None
+        self.platform_key: str | None = None  # a newly made platform admin key, printed once
         self._server: uvicorn.Server | None = None
 
     # --- AWS ----------------------------------------------------------------------------------------
@@ -174,6 +175,10 @@ class LocalPlatform:
         self.admin_key = cp.keys.bootstrap(now, preset)
         if self.admin_key is None and preset:
             self.admin_key = preset
+        platform_preset = os.environ.get("MODELFLEET_PLATFORM_API_KEY") or None
+        self.platform_key = cp.keys.bootstrap_platform_admin(now, platform_preset)
+        if platform_preset:
+            self.platform_key = None  # the caller knows it; never print a preset key
         node_key = _secret_file(
             self.home / "secrets" / "node.key", f"mfn_{secrets.token_hex(8)}:{secrets.token_urlsafe(32)}"
         )
@@ -219,6 +224,12 @@ class LocalPlatform:
             print(
                 "admin API key for project 'default' (shown once, only its hash is stored):\n"
                 f"  {self.admin_key}",
+                flush=True,
+            )
+        if self.platform_key:
+            print(
+                "platform admin API key (project '_system': creates and deletes projects; shown once):\n"
+                f"  {self.platform_key}",
                 flush=True,
             )
         if self.opts.example:

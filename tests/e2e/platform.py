@@ -8,15 +8,17 @@ from pathlib import Path
 
 from modelfleet.local.launcher import LaunchOptions, LocalPlatform, launch, wait_for
 
-__all__ = ["ADMIN_KEY", "STARTED", "RunningPlatform", "start_platform", "wait_for"]
+__all__ = ["ADMIN_KEY", "PLATFORM_KEY", "STARTED", "RunningPlatform", "start_platform", "wait_for"]
 
 ADMIN_KEY = "mfk_e2eadmin:e2e-admin-secret-0123456789abcdef"
+PLATFORM_KEY = "mfk_e2eplatform:e2e-platform-secret-0123456789abcdef"  # admin of project _system
 RunningPlatform = LocalPlatform
 
 # Platforms started by the running test, so a failure report can show their logs.
 STARTED: list[LocalPlatform] = []
 
 TEST_ENV = {
+    "MODELFLEET_PLATFORM_API_KEY": PLATFORM_KEY,
     "MODELFLEET_MAX_BODY_BYTES": str(4 * 1024 * 1024),
     # Adaptive allocations on a test's time scale: tick twice a second, idle to zero in 3 s.
     "MODELFLEET_AUTOSCALE_INTERVAL": "0.5",
