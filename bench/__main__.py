@@ -94,6 +94,7 @@ def servers_phases(
             platform.stop()
     peer["runs"] = runs["peer"]
     mf["throughput"] = {"off": runs["off"], "on": runs["on"]}
+    mf["formed"] = runs["formed"]
     return runs["raw"], peer, mf
 
 
@@ -102,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--duration", type=int, default=6, help="whole seconds measured per wrk run")
     parser.add_argument("--warmup", type=int, default=2, help="whole seconds of discarded warm-up per run")
-    parser.add_argument("--allocations", type=int, default=defaults.allocations)
-    parser.add_argument("--threads", type=int, default=defaults.threads_per_allocation, help="per allocation")
+    parser.add_argument(
+        "--allocations", type=int, default=defaults.throughput.allocations, help="of the throughput shape"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.throughput.threads_per_allocation,
+        help="per allocation, of the throughput shape",
+    )
     parser.add_argument(
         "--minilm-delay-ms",
         type=float,
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     batching_on = defaults.batching_on
     batching_on["minilm"]["max_batch_delay_ms"] = args.minilm_delay_ms
-    serve = phases.ServeConfig(args.allocations, args.threads, batching_on=batching_on)
+    serve = phases.ServeConfig(phases.Shape(args.allocations, args.threads), batching_on=batching_on)
     started = time.time()
     load_start = loadavg()
     print(f"bench: {os.cpu_count()} CPUs, load average at start {load_start}, {wrk}", flush=True)
@@ -131,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     models = [digits_model(cache), minilm_model(cache)]
     print(
         f"models: digits {models[0].size_bytes} B, MiniLM {models[1].size_bytes / 2**20:.0f} MiB "
-        f"({models[1].exporter}); modelfleet: {serve.allocations} allocation(s) x "
-        f"{serve.threads_per_allocation} thread(s)",
+        f"({models[1].exporter}); modelfleet shapes (allocations x threads): c=16 rows "
+        f"{serve.throughput.label}, c=1 rows and MiniLM's batching gain "
+        + ", ".join(f"{m.name} {serve.latency_shape(m.name).label}" for m in models),
         flush=True,
     )
     raw, peer, mf = servers_phases(models, cache, run_dir, serve, t)

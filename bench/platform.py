@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import psutil
 
 from modelfleet.client import ApiError, Client
@@ -27,7 +28,8 @@ T = TypeVar("T")
 ADMIN_KEY = "mfk_bench:bench-secret-0123456789abcdef"
 NODES = 2
 # Each node claims 4 processors (the machine has 2 cores) so the memory row can put 4 allocations
-# on one node; the throughput deployments use 2 allocations x 1 thread, which fits the cores.
+# on one node, and the load runs can hold MiniLM's four deployments (1x2 and 2x1, batching off
+# and on) at once; only one of them is driven at a time, and each fits the cores.
 NODE_PROCESSORS = 4
 # Idle deployments with adaptive allocations (min 0) go to zero after this many seconds, checked
 # every AUTOSCALE_INTERVAL_S, so the scale-from-zero row does not wait the production default (15
@@ -160,6 +162,16 @@ def deploy_and_wait(client: Client, deployment_id: str, timeout: float = 120.0, 
     if d["state"] != "started":
         raise RuntimeError(f"deployment {deployment_id} failed: {d['reason']}")
     return elapsed
+
+
+def node_stats(client: Client) -> dict[str, Any]:
+    """Every node's live inference counters per route (`deployment/version` -> InferenceStats as
+    JSON), read from the nodes' `GET /_stats`: the heartbeat's figures without its delay."""
+    out: dict[str, Any] = {}
+    for node in client.request("GET", "/api/v1/nodes")["nodes"]:
+        if node["state"] == "ready":
+            out.update(httpx.get(f"{node['url']}/_stats", timeout=10).json()["routes"])
+    return out
 
 
 def hosting_nodes(client: Client, deployment_id: str) -> list[str]:

@@ -295,9 +295,6 @@ def _as_str_array(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return out.reshape(array.shape)
 
 
-EXPERIMENT_CFG: dict[str, str] = {}  # XXX-EXPERIMENT
-
-
 def _load_onnx(path: Path, signature: Signature | None, threads: int) -> OnnxModel:
     import onnxruntime as ort
 
@@ -320,8 +317,6 @@ def _load_onnx(path: Path, signature: Signature | None, threads: int) -> OnnxMod
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
-    for _k, _v in EXPERIMENT_CFG.items():  # XXX-EXPERIMENT
-        options.add_session_config_entry(_k, _v)
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
     inputs, outputs = session.get_inputs(), session.get_outputs()

@@ -11,6 +11,18 @@ requests that can join it:
 * `max_batch_delay_ms` = 0 batches only what is already queued, so an idle deployment adds no
   latency; a positive delay lets the batch wait for more, counted from its oldest request's
   arrival (one allocation forms a batch at a time, the others wait for it);
+* a batch also waits for its *share*: the requests recently in flight at once (the peak of
+  queued + running over the last one to two seconds) divided by the allocations, but at most
+  `SHARE_WAIT_FRACTION` of a batch's measured run time. Clients that keep N requests in flight
+  (pipelines, indexing workers, load generators) send the next one as soon as an answer comes
+  back, a round trip after their batch ended; without this wait a free allocation starts with
+  whatever came back first, and batches stay split (e.g. 8 + 8 for 16 clients on one
+  allocation) so every request also waits for another batch and each partial batch pays the
+  model's fixed cost per run. At low concurrency the share is 1 and nothing ever waits; when the
+  expected requests do not come, a batch loses at most that fraction of a run. A fast model's
+  batches never wait (a cap under `SHARE_WAIT_MIN_S`): such a wait costs a thread wake-up (Linux
+  timer slack alone is 50 us) and blocks the inline path while it lasts, for a batch of a model
+  whose runs are a small part of a request's cost (digits: ~10 us of ~300 us);
 * the batch is concatenated along dim 0, run once, and its outputs are split back by rows; if the
   batched run fails, its requests are run one by one, so only a bad request fails;
 * a request whose deadline passed before it ran is answered with `InferenceTimeout`.
@@ -53,6 +65,9 @@ Outcome = dict[str, npt.NDArray[Any]] | BaseException
 BatchKey = tuple[tuple[str, str, tuple[int, ...]], ...]
 LOW_PRIORITY_NICE = 10
 INLINE_MAX_MS = 1.0  # run_inline only for models that take less than this per request
+SHARE_WAIT_FRACTION = 0.15  # a batch waits for its share at most this fraction of a batch's run time
+SHARE_WAIT_MIN_S = 0.0005  # shorter share waits are skipped: they cost more than they can gather
+PEAK_WINDOW_S = 1.0  # recent concurrency: the peak of queued + running over the last 1 to 2 windows
 
 
 class QueueFull(Exception):
@@ -91,6 +106,40 @@ def batch_key(inputs: Arrays) -> tuple[int, BatchKey | None]:
     return (rows, tuple(parts)) if rows > 0 else (0, None)
 
 
+def batch_share(in_flight: int, allocations: int, max_batch_size: int) -> int:
+    """The requests one batch expects: an allocation's share of those in flight at once, at least
+    1 and at most max_batch_size."""
+    return max(1, min(max_batch_size, -(-in_flight // max(1, allocations))))
+
+
+class RecentPeak:
+    """The highest value noted in the current window of `window_s` seconds or the one before it,
+    so a peak is remembered for one to two windows, then forgotten. Not thread-safe (the batcher
+    calls it under its lock)."""
+
+    __slots__ = ("_current", "_previous", "_window", "_window_s")
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._window = -1
+        self._previous = 0
+        self._current = 0
+
+    def note(self, now: float, value: int) -> None:
+        window = int(now // self._window_s)
+        if window > self._window:
+            self._previous = self._current if window == self._window + 1 else 0
+            self._current = 0
+            self._window = window
+        self._current = max(self._current, value)
+
+    def peak(self, now: float) -> int:
+        window = int(now // self._window_s)
+        if window <= self._window:
+            return max(self._previous, self._current)
+        return self._current if window == self._window + 1 else 0
+
+
 @dataclass(slots=True, eq=False)
 class Job:
     inputs: Arrays
@@ -123,6 +172,7 @@ class Batcher:
         clock: Callable[[], float] = time.monotonic,
         name: str = "alloc",
         inline_max_ms: float = INLINE_MAX_MS,
+        share_wait_fraction: float = SHARE_WAIT_FRACTION,
     ) -> None:
         self.model = model
         self.stats = stats or DeploymentStats()
@@ -131,6 +181,9 @@ class Batcher:
         self._name = name
         self._inline_max_ms = inline_max_ms
         self._run_ms = math.inf  # moving average of a request's run time, for run_inline
+        self._share_wait_fraction = share_wait_fraction
+        self._batch_run_s = math.nan  # moving average of a batch's run time, bounds the share wait
+        self._in_flight = RecentPeak(PEAK_WINDOW_S)  # queued + running, noted at each submit
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[Job] = deque()
         self._running = 0  # requests being run
@@ -219,6 +272,7 @@ class Batcher:
                 self.stats.record_rejected()
                 raise QueueFull(f"inference queue is full ({self._capacity} waiting); retry later")
             self._queue.append(job)
+            self._in_flight.note(job.enqueued, len(self._queue) + self._running)
             if self._forming:
                 self._cond.notify_all()  # the allocation forming a batch must see it
             else:
@@ -304,7 +358,14 @@ class Batcher:
             settings = self._settings
             if first.key is not None and settings.max_batch_size > 1:
                 rows = self._gather(batch, first.rows, now, expired)
-                until = first.enqueued + settings.max_batch_delay_ms / 1000.0
+                delay_until = first.enqueued + settings.max_batch_delay_ms / 1000.0
+                share = batch_share(
+                    self._in_flight.peak(now), len(self._allocations), settings.max_batch_size
+                )
+                share_wait = self._share_wait_s()
+                until = delay_until
+                if len(batch) < share and share_wait >= SHARE_WAIT_MIN_S:
+                    until = max(delay_until, now + share_wait)
                 if self._room(batch, rows) and now < until:
                     self._forming = True
                     try:
@@ -312,6 +373,8 @@ class Batcher:
                             cond.wait(until - now)
                             now = self._clock()
                             rows = self._gather(batch, rows, now, expired)
+                            if len(batch) >= share:
+                                until = delay_until
                     finally:
                         self._forming = False
                         if self._queue:
@@ -321,6 +384,12 @@ class Batcher:
             self._running += len(batch)
             self._busy += 1
             return batch, expired, timeout
+
+    def _share_wait_s(self) -> float:
+        """How long a batch may wait for its share: a fraction of a batch's measured run time
+        (none before the first run)."""
+        run = self._batch_run_s
+        return 0.0 if math.isnan(run) else self._share_wait_fraction * run
 
     def _room(self, batch: list[Job], rows: int) -> bool:
         s = self._settings
@@ -358,6 +427,7 @@ class Batcher:
         self._done_running(len(batch))
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         self._note_run_time(elapsed_ms / len(batch))
+        self._note_batch_run_time(elapsed_ms / 1000.0)
         self.stats.record_run(len(batch) - failed, failed, elapsed_ms)
         self._deliver(batch, outcomes)
 
@@ -370,6 +440,10 @@ class Batcher:
 
     def _note_run_time(self, ms: float) -> None:
         self._run_ms = ms if self._run_ms == math.inf else 0.8 * self._run_ms + 0.2 * ms
+
+    def _note_batch_run_time(self, seconds: float) -> None:
+        run = self._batch_run_s
+        self._batch_run_s = seconds if math.isnan(run) else 0.8 * run + 0.2 * seconds
 
     def _run_one(self, inputs: Arrays) -> Outcome:
         try:

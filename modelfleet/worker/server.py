@@ -1,7 +1,8 @@
 """The node's HTTP server: `POST /infer/{uid}/{version}` with an OIP v2 body (for direct use and
 tests; the gateway uses the framed data port, see data_server.py), `POST /_sync` (a nudge from
-the control plane), `GET /healthz`, and `GET /_stats`: each loaded route's inference counters, the
-same snapshot the heartbeat sends, read at once (the benchmark reads the batch sizes formed)."""
+the control plane), `GET /healthz`, and `GET /_stats`: each loaded route's inference counters (the
+heartbeat's snapshot, read at once) with its last model runs as `[requests, ms]` pairs, so the
+batch sizes formed and their run times can be read (the benchmark does)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,10 @@ def create_worker_app(agent: NodeAgent, max_tensor_elements: int) -> Starlette:
 
     async def stats(_: Request) -> Response:
         routes = {
-            f"{route.assignment.deployment_id}/{version}": route.loaded.stats_snapshot().model_dump(mode="json")
+            f"{route.assignment.deployment_id}/{version}": {
+                **route.loaded.stats_snapshot().model_dump(mode="json"),
+                "recent_runs": route.loaded.stats.recent_runs(),
+            }
             for (_uid, version), route in list(agent.routes.items())
             if route.loaded is not None
         }

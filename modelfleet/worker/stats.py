@@ -11,6 +11,9 @@ What is counted (the fields of `schemas.stats.InferenceStats`):
 * "last minute" figures are a sliding minute of one-second buckets (so they do not drop to zero
   at a minute boundary); `peak_throughput_per_minute` is the highest such count seen.
 
+* the last `RECENT_RUNS` model runs are kept as (requests, milliseconds), so a reader can see
+  the batch sizes formed and how long each took (the distribution, not just the average).
+
 The clock (epoch seconds) is injected so tests can drive the buckets. Recording takes one short
 lock, never held across a model run.
 """
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.stats import InferenceStats
 
 WINDOW_SECONDS = 60
+RECENT_RUNS = 1024
 
 
 @dataclass(slots=True)
@@ -82,6 +87,7 @@ class DeploymentStats:
         self._last_access_ms: int | None = None
         self._batches = 0
         self._batched_requests = 0
+        self._recent_runs: deque[tuple[int, float]] = deque(maxlen=RECENT_RUNS)
 
     def record_access(self) -> None:
         """A request arrived (whatever becomes of it)."""
@@ -99,6 +105,7 @@ class DeploymentStats:
             self._time_ms_no_hits += share
             self._batches += 1
             self._batched_requests += total
+            self._recent_runs.append((total, elapsed_ms))
             w = self._window
             w.advance(int(now))
             w.add(succeeded, share, 0)
@@ -132,6 +139,11 @@ class DeploymentStats:
         """The queue was full."""
         with self._lock:
             self._rejected += 1
+
+    def recent_runs(self) -> list[tuple[int, float]]:
+        """The last model runs, oldest first: (requests in the run, milliseconds it took)."""
+        with self._lock:
+            return list(self._recent_runs)
 
     def snapshot(self, pending: int = 0) -> InferenceStats:
         now = self._clock()

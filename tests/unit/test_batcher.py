@@ -30,7 +30,9 @@ from modelfleet.worker.batcher import (
     InferenceTimeout,
     Outcome,
     QueueFull,
+    RecentPeak,
     batch_key,
+    batch_share,
     signature_allows_batching,
 )
 from modelfleet.worker.loaded import LoadedDeployment
@@ -374,6 +376,96 @@ def test_random_request_mixes(
     assert all(rows <= max(max_rows, max(r for r, _ in requests)) for rows in gate.runs)
     if size == 1:
         assert stats.batches == len(xs)
+
+
+# --- waiting for a batch's share -------------------------------------------------------------------
+# A frozen clock: the share wait is bounded by clock time, so with it a batch waits for its share
+# for as long as it takes (the test supplies the request), and a wrong wait hangs the test (WAIT).
+FROZEN = 1000.0
+
+
+def _frozen() -> float:
+    return FROZEN
+
+
+def test_a_batch_waits_for_its_share_of_the_requests_recently_in_flight(models: dict[str, Path]) -> None:
+    gate = Gated(_onnx(models["linear"]))  # a large fraction: the wait is not cut short as too brief
+    batcher = _batcher(gate, size=16, clock=_frozen, share_wait_fraction=1e6)
+    x = np.ones((1, 4), np.float32)
+    answers = Answers()
+    try:
+        _held(batcher, gate, {"x": x}, answers)
+        for i in range(1, 8):  # 8 in flight at once: one running, seven queued
+            batcher.submit({"x": x}, answers.to(i))
+        gate.release.set()
+        answers.wait(1)
+        # the first client's next request comes back while its allocation waits for 8
+        batcher.submit({"x": x}, answers.to(8))
+        got = answers.wait(9)
+    finally:
+        batcher.close()
+    assert not any(isinstance(o, BaseException) for o in got.values())
+    assert gate.runs == [1, 8]  # without the wait: [1, 7, 1], every request behind another batch
+
+
+def test_a_share_wait_too_short_to_gather_anything_is_skipped(models: dict[str, Path]) -> None:
+    gate = Gated(_onnx(models["linear"]))  # a tiny fraction: the wait would be far under a millisecond
+    batcher = _batcher(gate, size=16, clock=_frozen, share_wait_fraction=1e-9)
+    x = np.ones((1, 4), np.float32)
+    answers = Answers()
+    try:
+        _held(batcher, gate, {"x": x}, answers)
+        for i in range(1, 8):
+            batcher.submit({"x": x}, answers.to(i))
+        gate.release.set()
+        answers.wait(8)  # the seven queued ran without waiting for the eighth
+        batcher.submit({"x": x}, answers.to(8))
+        got = answers.wait(9)
+    finally:
+        batcher.close()
+    assert not any(isinstance(o, BaseException) for o in got.values())
+    assert gate.runs == [1, 7, 1]
+
+
+def test_requests_one_at_a_time_never_wait_for_a_share(models: dict[str, Path]) -> None:
+    gate = Gated(_onnx(models["linear"]))
+    gate.release.set()
+    batcher = _batcher(gate, size=16, allocations=2, clock=_frozen)
+    answers = Answers()
+    try:
+        for i in range(5):  # each answered before the next: the share stays 1
+            batcher.submit({"x": np.full((1, 4), i, np.float32)}, answers.to(i))
+            answers.wait(i + 1)
+    finally:
+        batcher.close()
+    assert gate.runs == [1] * 5
+
+
+@given(in_flight=st.integers(0, 10_000), allocations=st.integers(1, 64), max_batch_size=st.integers(1, 1024))
+def test_a_share_covers_the_requests_in_flight_within_the_batch_size(
+    in_flight: int, allocations: int, max_batch_size: int
+) -> None:
+    share = batch_share(in_flight, allocations, max_batch_size)
+    assert 1 <= share <= max_batch_size
+    if share < max_batch_size:  # the allocations' shares together hold every request in flight
+        assert share * allocations >= in_flight
+        assert share == 1 or (share - 1) * allocations < in_flight  # and not one more each
+
+
+@given(
+    notes=st.lists(st.tuples(st.floats(0, 20), st.integers(0, 100)), max_size=30).map(sorted),
+    at=st.floats(0, 25),
+)
+def test_a_recent_peak_is_the_highest_value_of_this_window_and_the_one_before(
+    notes: list[tuple[float, int]], at: float
+) -> None:
+    peak = RecentPeak(2.0)
+    for when, value in notes:
+        peak.note(when, value)
+    now = max(at, notes[-1][0]) if notes else at  # the clock never goes back
+    window = int(now // 2.0)
+    expected = max((v for t, v in notes if int(t // 2.0) >= window - 1), default=0)
+    assert peak.peak(now) == expected
 
 
 # --- allocations ---------------------------------------------------------------------------------

@@ -157,3 +157,4 @@ def test_the_http_route_still_serves(node: tuple[NodeAgent, DataServer, Path]) -
         stats = http.get("/_stats").json()["routes"][f"{loaded.assignment.deployment_id}/1"]
         assert stats["inference_count"] == 1 and stats["error_count"] == 1
         assert stats["batches"] == 1 and stats["batched_requests"] == 1
+        assert [n for n, _ in stats["recent_runs"]] == [1]

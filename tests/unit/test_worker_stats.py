@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelfleet.worker.stats import DeploymentStats
+from modelfleet.worker.stats import RECENT_RUNS, DeploymentStats
 
 
 class FakeClock:
@@ -40,6 +40,16 @@ def test_counters_and_totals() -> None:
     assert s.throughput_last_minute == 5 and s.peak_throughput_per_minute == 5
     assert s.average_inference_time_ms_last_minute == 8.5 / 5
     assert s.last_access_ms == 1_000_000_000
+    assert stats.recent_runs() == [(4, 8.0), (1, 2.0)]  # model runs only, oldest first
+
+
+def test_only_the_last_runs_are_kept() -> None:
+    stats = DeploymentStats(FakeClock())
+    for i in range(RECENT_RUNS + 5):
+        stats.record_run(succeeded=i % 7 + 1, failed=0, elapsed_ms=float(i))
+    runs = stats.recent_runs()
+    assert len(runs) == RECENT_RUNS
+    assert runs[0] == (5 % 7 + 1, 5.0) and runs[-1] == ((RECENT_RUNS + 4) % 7 + 1, float(RECENT_RUNS + 4))
 
 
 def test_the_last_minute_slides_and_the_peak_stays() -> None:
