@@ -78,7 +78,7 @@ def servers_phases(
                 print("modelfleet: cold start (digits) ...", flush=True)
                 digits = by_name["digits"]
                 ctx = coldstart.ColdStartContext(
-                    platform.url, platform.key, c, model_ids["digits"], digits_for_ml(digits, cache)
+                    platform.url, platform.admin_key, c, model_ids["digits"], digits_for_ml(digits, cache)
                 )
                 mf["cold_start"] = {
                     "native_deploy_to_started": coldstart.native_deploy_to_started(ctx),
@@ -88,7 +88,7 @@ def servers_phases(
             print("load: raw floor, then peer, modelfleet batching off, on; figure by figure ...", flush=True)
             runs = phases.load_phase(peer_url, platform, models, model_ids, serve, t)
         except Exception:
-            print(f"the platform's log ends with:\n{platform.log_tail()}", file=sys.stderr)
+            print(f"the platform's log ends with:\n{platform.log()[-3000:]}", file=sys.stderr)
             raise
         finally:
             platform.stop()

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 import httpx
 
 from bench.models import ML_VOCABULARY
-from bench.platform import deploy_and_wait, remove, wait_for
+from bench.platform import deploy_and_wait, remove
 from modelfleet.client import Client
+from modelfleet.local.launcher import wait_for
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

@@ -11,9 +11,10 @@ import numpy as np
 
 from bench.load import LoadResult, run_wrk
 from bench.models import BenchModel
-from bench.platform import Platform, deploy_and_wait, hosting_nodes, node_stats, remove, wait_for
+from bench.platform import Platform, deploy_and_wait, hosting_nodes, node_stats, remove
 from bench.raw import batched, run_p50_ms
 from modelfleet.client import Client
+from modelfleet.local.launcher import wait_for
 
 CONCURRENCIES = (1, 16)
 MEMORY_DRIVE_SECONDS = 2
@@ -185,7 +186,7 @@ def memory_phase(platform: Platform, minilm: BenchModel, model_id: str) -> dict[
     after driving it with 8 concurrent requests so every allocation thread has run. With 4
     processors per node, the 4-allocation deployment cannot go to the node holding the first one.
     """
-    key = platform.key
+    key = platform.admin_key
     headers = {"Authorization": f"Bearer {key}"}
     with platform.client() as c:
         baseline = {n: platform.node_rss(n) for n in platform.node_pids()}
@@ -243,7 +244,7 @@ def load_phase(
     "off"|"on": {model: {"<shape>:c<n>": LoadResult}}, "formed": {"off"|"on": {model: {...}}}}.
     """
     out: dict[str, Any] = {"raw": {}, "peer": {}, "off": {}, "on": {}, "formed": {"off": {}, "on": {}}}
-    auth = {"Authorization": f"Bearer {platform.key}"}
+    auth = {"Authorization": f"Bearer {platform.admin_key}"}
     with platform.client() as c:
         for m in models:
             shapes = serve.shapes(m.name)
@@ -254,7 +255,7 @@ def load_phase(
                     spec = serve.spec(m.name, mode, shape)
                     deploy_and_wait(c, deployment, model_id=model_ids[m.name], **spec)
                     urls[shape.label, mode] = f"{platform.url}/v2/models/{deployment}/infer"
-                    wait_until_serving(urls[shape.label, mode], m.body, platform.key)
+                    wait_until_serving(urls[shape.label, mode], m.body, platform.admin_key)
             out["raw"][m.name] = raw_floor(m, shapes)
             _print_raw(m.name, out["raw"][m.name])
             for side in ("peer", "off", "on"):
