@@ -16,7 +16,6 @@ landed)"; a step the face refuses prints "error" with its message.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
 from collections.abc import Iterator
@@ -29,13 +28,13 @@ import httpx
 from bench.models import ML_VOCABULARY
 from bench.platform import deploy_and_wait, remove
 from modelfleet.client import Client
+from modelfleet.faces.elastic.upload import upload_trained_model
 from modelfleet.local.launcher import wait_for
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
 ML_MODEL_ID = "bench-digits-ml"
-PART_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,23 +98,7 @@ def _es_with_digits(ctx: ColdStartContext, model_id: str) -> Iterator[Elasticsea
     key_id, secret = ctx.key.split(":", 1)
     es = Elasticsearch(ctx.url, api_key=(key_id, secret), request_timeout=120)
     try:
-        es.ml.put_trained_model(
-            model_id=model_id,
-            model_type="onnx",
-            inference_config={"pass_through": {}},
-            input={"field_names": ["text_field"]},
-        )
-        data = ctx.digits_for_ml.read_bytes()
-        parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
-        for n, chunk in enumerate(parts):
-            es.ml.put_trained_model_definition_part(
-                model_id=model_id,
-                part=n,
-                definition=base64.b64encode(chunk).decode(),
-                total_definition_length=len(data),
-                total_parts=len(parts),
-            )
-        es.ml.put_trained_model_vocabulary(model_id=model_id, vocabulary=ML_VOCABULARY)
+        upload_trained_model(es, model_id, ctx.digits_for_ml, {"pass_through": {}}, ML_VOCABULARY)
         yield es
     finally:
         with contextlib.suppress(ApiError):

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError
 
+from modelfleet.faces.elastic.upload import upload_trained_model
 from tests.e2e.platform import ADMIN_KEY, RunningPlatform, wait_for
 
 pytestmark = pytest.mark.e2e
 
 KEY_ID, KEY_SECRET = ADMIN_KEY.split(":", 1)
-PART_BYTES = 1024 * 1024
 
 
 @pytest.fixture
@@ -45,24 +45,9 @@ def upload(
     model_type: str = "onnx",
 ) -> None:
     es.created.append(model_id)  # type: ignore[attr-defined]
-    es.ml.put_trained_model(
-        model_id=model_id,
-        model_type=model_type,
-        inference_config=config,
-        input={"field_names": ["text_field"]},
-        description="uploaded by the e2e test",
+    upload_trained_model(
+        es, model_id, path, config, vocab, model_type=model_type, description="uploaded by the e2e test"
     )
-    data = path.read_bytes()
-    parts = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
-    for n, chunk in enumerate(parts):
-        es.ml.put_trained_model_definition_part(
-            model_id=model_id,
-            part=n,
-            definition=base64.b64encode(chunk).decode(),
-            total_definition_length=len(data),
-            total_parts=len(parts),
-        )
-    es.ml.put_trained_model_vocabulary(model_id=model_id, vocabulary=vocab)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,6 +8,7 @@ before clamping) live in the record's `face`.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,6 @@ from modelfleet.core.placement import Priority
 from modelfleet.faces.elastic.errors import (
     EsBadRequest,
     EsConflict,
-    EsError,
     EsNotFound,
     EsTimeout,
     from_control,
@@ -275,8 +275,6 @@ class MlDeployments:
     ) -> dict[str, Any]:
         """Stop, and (as Elasticsearch does) answer once the nodes have unloaded the model, so a
         delete right after succeeds. Past the timeout the stop goes on in the background."""
-        import fnmatch
-
         if "*" in ident or ident == "_all":
             pattern = "*" if ident == "_all" else ident
             hits = [
@@ -304,11 +302,3 @@ class MlDeployments:
                 break
             sleep(WAIT_POLL_SECONDS)
         return {"stopped": True}
-
-
-def es_error_of(e: Exception) -> EsError:
-    if isinstance(e, EsError):
-        return e
-    if isinstance(e, ControlError):
-        return from_control(e)
-    raise e

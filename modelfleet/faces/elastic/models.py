@@ -24,7 +24,7 @@ import orjson
 from modelfleet.adapters.dynamo import ABSENT
 from modelfleet.adapters.errors import ConditionFailed, ItemNotFound
 from modelfleet.control.container import ControlPlane
-from modelfleet.control.nlp import VOCABULARY_FILE
+from modelfleet.control.nlp import VOCABULARY_FILE, nlp_task
 from modelfleet.control.registry import model_event
 from modelfleet.core.lifecycle import DeploymentState, ModelState, transition
 from modelfleet.faces.elastic.errors import EsBadRequest, EsConflict, EsNotFound, validation_failed
@@ -330,8 +330,6 @@ class TrainedModels:
 
 
 def nlp_task_of(rec: ModelRecord) -> NlpTask:
-    from modelfleet.control.nlp import nlp_task
-
     task = nlp_task(rec)
     if task is None:  # put_config refuses a model without one
         raise EsBadRequest(f"trained model [{rec.model_id}] has no inference_config")
