@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PRODUCT = {"x-elastic-product": "Elasticsearch"}
 AUTH_TYPES = {401: "security_exception", 403: "security_exception"}
 MODEL_LOOKUP_TTL = 5.0  # seconds a model id -> deployment id answer is reused
+MODEL_LOOKUP_ENTRIES = 4096
 WAKE_POLL_SECONDS = 0.05
 
 
@@ -121,6 +122,8 @@ class EsInfer:
         deployment_id = await run_in_threadpool(self._tables.deployment_of_model, project_id, ident)
         if deployment_id is None:
             return None
+        if len(self._by_model) >= MODEL_LOOKUP_ENTRIES:  # bounded: ids come from callers
+            self._by_model.clear()
         self._by_model[(project_id, ident)] = (deployment_id, time.monotonic())
         return await self._tables.get(project_id, deployment_id)
 
