@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 
 from modelfleet.control.deployments import DeploymentService
-from modelfleet.control.errors import Conflict
+from modelfleet.control.errors import Conflict, NotFound
 from modelfleet.control.repository import Repository
 from modelfleet.core.autoscale import (
     AutoscaleContext,
@@ -85,7 +85,7 @@ class Autoscaler:
                     allocations=new,
                     face={STATE_KEY: result.state.to_dict()},
                 )
-            except Conflict:  # changed meanwhile (stopped, deleted, updated): next tick decides again
+            except (Conflict, NotFound):  # changed or deleted meanwhile: the next tick decides again
                 continue
             if new is not None:
                 log.info("adaptive allocations: %s %s", d.deployment_id, result.decision.reason)
