@@ -164,6 +164,8 @@ def schemathesis_run(ctx: Context) -> RowResult:
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ctx.workdir)
     text = out.stdout + out.stderr
+    (ctx.workdir / "schemathesis.log").write_text(text)
+    first = re.search(r"curl -X [^\n]+", text) if out.returncode else None
     generated = re.search(r"(\d+) generated", text)
     failures = re.search(r"(\d+) found (\d+) unique failures", text)
     server_errors = len(re.findall(r"ST101 Server error|ST102 Server error", text))
@@ -175,7 +177,8 @@ def schemathesis_run(ctx: Context) -> RowResult:
         ok=sent - (int(failures.group(2)) if failures else 0),
         errors_5xx=server_errors,
         lost=schema,  # a schema violation is an answer the client cannot trust
-        notes=f"exit {out.returncode}; {server_errors} server errors, {schema} schema violations",
+        notes=f"exit {out.returncode}; {server_errors} server errors, {schema} schema violations"
+        + (f"; first: {first.group(0)[:300]}" if first else ""),
     )
 
 

@@ -1,11 +1,13 @@
-"""A powertools HTTP resolver whose current event belongs to the calling thread.
+"""A powertools HTTP resolver whose current event and context belong to the calling thread.
 
 powertools keeps the event being resolved in a class attribute (`BaseRouter.current_event`)
 shared by every resolver in the process. On Lambda that is harmless: a process handles one
 invocation at a time. The local gateway, though, runs handlers concurrently in threads (a node's
 heartbeat while a `_start` waits for it), and there one request would read another's event: its
-body, its query, its caller. This subclass keeps the event per thread; routers included in it
-read it through `api_resolver`, so they see the right one too.
+body, its query, its caller. The resolver's `context` dict (where validation keeps the matched
+route) is shared the same way, and each resolve clears it at its end, under other requests'
+feet. This subclass keeps both per thread; routers included in it read them through
+`api_resolver`, so they see the right ones too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ class ThreadSafeHttpResolver(APIGatewayHttpResolver):
     @current_event.setter
     def current_event(self, value: BaseProxyEvent) -> None:
         _local.event = value
+
+    @property
+    def context(self) -> dict[str, Any]:
+        mine: dict[str, Any] | None = getattr(_local, "context", None)
+        if mine is None:
+            mine = _local.context = {}
+        return mine
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        _local.context = value
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         _local.event = self._to_proxy_event(dict(event))

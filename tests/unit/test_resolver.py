@@ -45,3 +45,14 @@ def test_concurrent_resolutions_keep_their_own_event() -> None:
     bodies = [json.loads(r["body"]) for r in results]
     assert [b["before"] for b in bodies] == [str(i) for i in range(8)]
     assert all(b["before"] == b["after"] == b["app"] for b in bodies)
+
+
+def test_clearing_context_in_one_thread_leaves_another_threads_context() -> None:
+    """Each resolve clears the resolver's context at its end; a request still running in another
+    thread keeps its matched route there (powertools alone shares one dict)."""
+    app = ThreadSafeHttpResolver()
+    app.context["_route"] = "mine"
+    cleared = threading.Thread(target=app.clear_context)
+    cleared.start()
+    cleared.join(timeout=10)
+    assert app.context.get("_route") == "mine"
