@@ -29,6 +29,8 @@ from schemas.deployments import (
 from schemas.events import EventType, StatusEvent
 from schemas.models import ModelRecord
 
+_DELETE_ATTEMPTS = 8  # re-reads when heartbeats or the autoscaler change the deployment meanwhile
+
 
 class DeploymentService:
     def __init__(
@@ -255,31 +257,40 @@ class DeploymentService:
         return self.get(project_id, deployment_id)[0]
 
     def delete(self, project_id: str, deployment_id: str, now: datetime, force: bool = False) -> None:
-        rec, routes = self.get(project_id, deployment_id)
-        if (
-            rec.state not in (DeploymentState.STOPPED, DeploymentState.FAILED, DeploymentState.PENDING)
-            and not force
-        ):
-            raise Conflict(
-                f"deployment '{deployment_id}' is {rec.state.value}; stop it first or delete with force=true",
-                code="invalid_state",
+        """Delete a deployment and its routes in one transaction.
+
+        Routes and the record change underneath (heartbeats, the autoscaler, the planner), so a lost
+        race re-reads and tries again; the state rule is checked against each fresh read."""
+        for _ in range(_DELETE_ATTEMPTS):
+            rec, routes = self.get(project_id, deployment_id)
+            if (
+                rec.state not in (DeploymentState.STOPPED, DeploymentState.FAILED, DeploymentState.PENDING)
+                and not force
+            ):
+                raise Conflict(
+                    f"deployment '{deployment_id}' is {rec.state.value}; "
+                    "stop it first or delete with force=true",
+                    code="invalid_state",
+                )
+            ev = EventLog.new(
+                now,
+                EventType.DEPLOYMENT_DELETED,
+                project_id,
+                rec.uid,
+                deployment_id=deployment_id,
+                from_state=rec.state.value,
+                to_state="deleted",
             )
-        ev = EventLog.new(
-            now,
-            EventType.DEPLOYMENT_DELETED,
-            project_id,
-            rec.uid,
-            deployment_id=deployment_id,
-            from_state=rec.state.value,
-            to_state="deleted",
-        )
-        writes = [self._repo.deployment_delete(rec)]
-        writes += [self._repo.route_delete(r) for r in routes]
-        writes += self._events.writes([ev])
-        try:
-            self._repo.store.transact(writes)
-        except ConditionFailed:
-            raise Conflict(f"deployment '{deployment_id}' changed; retry", code="concurrent_update") from None
+            writes = [self._repo.deployment_delete(rec)]
+            writes += [self._repo.route_delete(r) for r in routes]
+            writes += self._events.writes([ev])
+            try:
+                self._repo.store.transact(writes)
+            except ConditionFailed:
+                continue
+            break
+        else:
+            raise Conflict(f"deployment '{deployment_id}' keeps changing; retry", code="concurrent_update")
         self._events.publish([ev])
         node_ids = {r.node_id for r in routes}
         self._nudge(n.url for n in self._repo.list_nodes() if n.node_id in node_ids)
