@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
 
 import orjson
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from functions.api import app as api
-from functions.authorizer import context_of
 from modelfleet.adapters import aws
 from modelfleet.adapters.sqs import QueueConsumer
 from modelfleet.config import Settings
 from modelfleet.control.container import control_plane, utcnow
-from modelfleet.gateway.auth import Authenticator, AuthFailure
-from modelfleet.gateway.body import BodyTooLarge, read_body
+from modelfleet.gateway.auth import Authenticator
 from modelfleet.gateway.dataplane import (
     DataPlane,
     Receive,
@@ -42,10 +37,13 @@ from modelfleet.gateway.dataplane import (
     send_error,
 )
 from modelfleet.gateway.es_face import EsControl, EsInfer, es_error
-from modelfleet.gateway.lambda_bridge import LocalLambdaContext, to_event, to_response
+from modelfleet.gateway.faces import FaceMount, GatewayContext, MountFactory, lambda_endpoint
 from modelfleet.gateway.routing_table import RoutingTables
 
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json"})
+
+# The faces beyond the native and Elasticsearch ones: each a `MountFactory` (faces.py).
+FACES: list[MountFactory] = []
 
 log = logging.getLogger(__name__)
 
@@ -96,29 +94,10 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gatew
 
         return await run_in_threadpool(run)
 
+    ctx = GatewayContext(settings, auth, tables, plane, wake)
     es_control = EsControl(auth, settings.max_body_bytes)
     es_infer = EsInfer(tables, auth, plane.links, settings.max_body_bytes, wake)
-
-    async def control_api(request: Request) -> Response:
-        request_id = uuid.uuid4().hex
-        try:
-            body = await read_body(request, settings.max_body_bytes)
-        except BodyTooLarge as e:
-            return native_error(413, "payload_too_large", str(e))
-        authorizer = None
-        if request.url.path not in PUBLIC_API_PATHS:
-            try:
-                authorizer = context_of(await auth.authenticate(request.headers))
-            except AuthFailure as e:
-                return native_error(e.status, e.code, e.message)
-        event = to_event(request, body, authorizer, request_id)
-        context = cast(LambdaContext, LocalLambdaContext(aws_request_id=request_id))
-        try:
-            result = await run_in_threadpool(api.handler, event, context)
-        except Exception:  # the handler itself failed (like a Lambda error): JSON, logged
-            log.exception("the API handler failed")
-            return native_error(500, "internal_error", "an unexpected error occurred; it was logged")
-        return to_response(result, request_id)
+    control_api = lambda_endpoint(ctx, api.handler, native_error, "modelfleet-api", PUBLIC_API_PATHS)
 
     async def healthz(_: Request) -> Response:
         return Response(b'{"ok":true}', media_type="application/json")
@@ -137,7 +116,7 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gatew
             await plane.close()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/api/v1/{path:path}", control_api, methods=methods),
         Route("/_ml/trained_models/{ident}/_infer", es_infer.handle, methods=["POST"]),
@@ -155,6 +134,11 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gatew
         ),
     ]
 
+    # Each further face brings its routes and error format (modelfleet/gateway/faces.py).
+    mounts: list[FaceMount] = [factory(ctx) for factory in FACES]
+    for m in mounts:
+        routes.extend(m.routes)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own answers (unknown path, wrong method) in the face's JSON error format."""
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -162,6 +146,9 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gatew
         message = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(status, "error")
         if request.url.path.startswith("/api/"):
             return native_error(status, code, message)
+        for m in mounts:
+            if request.url.path.startswith(m.prefix):
+                return m.error(status, code, message)
         if request.url.path.startswith("/_ml/"):
             return es_error(status, "illegal_argument_exception" if status < 500 else "exception", message)
         return oip_error(status, message, code)
