@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 
 from modelfleet.runtime.oip import datatype_to_numpy, numpy_to_datatype
+from modelfleet.trust import tls_verify
 
 
 class ApiError(Exception):
@@ -39,10 +40,22 @@ def _sha256(path: Path) -> str:
 
 
 class Client:
-    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        timeout: float = 60.0,
+        ca_file: str | Path | None = None,
+        verify: bool = True,
+    ) -> None:
+        """`ca_file` (or $MODELFLEET_CA_FILE) is the CA an HTTPS platform's certificate chains to,
+        e.g. the local gateway's self-signed one; `verify=False` is an explicit opt-out."""
         self.url = url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.url, timeout=timeout, headers={"authorization": f"Bearer {api_key}"}
+            base_url=self.url,
+            timeout=timeout,
+            headers={"authorization": f"Bearer {api_key}"},
+            verify=tls_verify(ca_file, verify),
         )
 
     def close(self) -> None:

@@ -91,7 +91,13 @@ class LocalPlatform:
         return sum(int(p.memory_info().rss) for p in [proc, *proc.children(recursive=True)])
 
     def client(self, key: str | None = None, timeout: float = 60.0) -> Client:
-        return Client(self.url, key or self.admin_key, timeout=timeout)
+        return Client(self.url, key or self.admin_key, timeout=timeout, ca_file=self.ca_file)
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA of a self-signed HTTPS gateway (None for HTTP or a public certificate)."""
+        value = self.info.get("ca_file")
+        return str(value) if value else None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

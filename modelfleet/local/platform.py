@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,9 @@ from typing import IO
 
 import uvicorn
 
+from modelfleet.local.tls import TlsError, TlsFiles, given, self_signed
 from modelfleet.resources import TABLES, Names
+from modelfleet.trust import CA_FILE_ENV
 
 log = logging.getLogger("modelfleet")
 
@@ -47,6 +50,32 @@ class PlatformOptions:
     bootstrap_key: str | None = None
     stack: str = "modelfleet"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # HTTPS: "self-signed" (a local CA under home/tls), or a given certificate and key (tls_ca: the
+    # CA that signed them, for the nodes to trust; None means a publicly trusted one). Defaults from
+    # MODELFLEET_TLS, MODELFLEET_TLS_CERT, MODELFLEET_TLS_KEY and MODELFLEET_TLS_CA.
+    tls: str | None = field(default_factory=lambda: os.environ.get("MODELFLEET_TLS") or None)
+    tls_cert: Path | None = field(default_factory=lambda: _env_path("MODELFLEET_TLS_CERT"))
+    tls_key: Path | None = field(default_factory=lambda: _env_path("MODELFLEET_TLS_KEY"))
+    tls_ca: Path | None = field(default_factory=lambda: _env_path("MODELFLEET_TLS_CA"))
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def tls_files(opts: PlatformOptions, home: Path) -> TlsFiles | None:
+    """The gateway's certificate, or None to serve plain HTTP."""
+    if opts.tls_cert or opts.tls_key:
+        if not (opts.tls_cert and opts.tls_key):
+            raise TlsError("HTTPS with a given certificate needs both a certificate and a key")
+        return given(opts.tls_cert, opts.tls_key, opts.tls_ca)
+    if opts.tls in (None, "", "off"):
+        return None
+    if opts.tls != "self-signed":
+        raise TlsError(f"unknown TLS mode {opts.tls!r}: use 'self-signed' or give a certificate and key")
+    hosts = [opts.host] if opts.host not in ("0.0.0.0", "::") else [socket.gethostname()]
+    return self_signed(home / "tls", [*hosts, "localhost", "127.0.0.1"])
 
 
 def _env_defaults(opts: PlatformOptions, aws_endpoint: str | None) -> None:
@@ -90,6 +119,7 @@ class LocalPlatform:
         self.admin_key: str | None = None
         self.platform_key: str | None = None  # a newly made platform admin key, printed once
         self._server: uvicorn.Server | None = None
+        self.tls: TlsFiles | None = None
 
     # --- AWS ----------------------------------------------------------------------------------------
     def start_aws(self) -> None:
@@ -194,6 +224,7 @@ class LocalPlatform:
             "pid": os.getpid(),
             "aws_pid": self.aws_proc.pid if self.aws_proc else None,
             "nodes": {n: p.pid for n, p in self.nodes.items() if p.poll() is None},
+            "ca_file": str(self.tls.ca) if self.tls and self.tls.ca else None,
         }
         path = self.home / "run" / "platform.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +241,7 @@ class LocalPlatform:
             return
         sockets = [s for srv in server.servers for s in srv.sockets]
         port = sockets[0].getsockname()[1]
-        self.url = f"http://{self.opts.host}:{port}"
+        self.url = f"{'https' if self.tls else 'http'}://{self.opts.host}:{port}"
         for i in range(self.opts.nodes):
             self.start_node(f"node-{i + 1}")
         self._write_run_file()
@@ -248,6 +279,10 @@ class LocalPlatform:
         from modelfleet.local.scheduler import Job, LocalScheduler
         from modelfleet.resources import SCHEDULES
 
+        self.tls = tls_files(self.opts, self.home)
+        if self.tls and self.tls.ca:
+            # the nodes and the example deployer (and anything else this process starts) trust it
+            os.environ[CA_FILE_ENV] = str(self.tls.ca)
         self.prepare()
         settings = Settings.from_env()
         jobs = [
@@ -262,6 +297,8 @@ class LocalPlatform:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=75,
+            ssl_certfile=str(self.tls.cert) if self.tls else None,
+            ssl_keyfile=str(self.tls.key) if self.tls else None,
         )
         self._server = _GatewayServer(config, on_exit=self._terminate_nodes)
         threading.Thread(target=self._after_start, name="platform-start", daemon=True).start()

@@ -21,6 +21,7 @@ import psutil
 import uvicorn
 
 from modelfleet.local.lifeline import exit_with_parent
+from modelfleet.trust import tls_verify
 from modelfleet.worker.agent import NodeAgent
 from modelfleet.worker.data_ops import default_ops
 from modelfleet.worker.data_server import DataServer
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=int(os.environ.get("MODELFLEET_MAX_TENSOR_ELEMENTS", "16000000")),
     )
+    p.add_argument(
+        "--ca-file",
+        default=None,
+        help="the CA bundle the control plane's certificate must chain to (default: $MODELFLEET_CA_FILE, "
+        "else the system's)",
+    )
     p.add_argument("--exit-with-parent", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_id} %(levelname)s %(message)s")
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         data_url=f"tcp://{args.host}:{data_sock.getsockname()[1]}",
         pool=args.pool,
     )
-    agent = NodeAgent(registration, args.control_url, credential, args.model_dir)
+    agent = NodeAgent(registration, args.control_url, credential, args.model_dir, tls_verify(args.ca_file))
     ops = default_ops(agent, args.max_tensor_elements)
     ops.register("es_infer", es_infer_op(agent))
     data_server = DataServer(data_sock, ops)

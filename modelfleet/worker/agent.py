@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import httpx
 
 from modelfleet.core.lifecycle import RoutingState
 from modelfleet.runtime.errors import ModelRuntimeError
+from modelfleet.trust import tls_verify
 from modelfleet.worker.artifacts import fetch_model
 from modelfleet.worker.loaded import LoadedDeployment
 from modelfleet.worker.text import TextServing
@@ -47,6 +49,7 @@ class NodeAgent:
         control_url: str,
         credential: str,
         model_root: Path,
+        verify: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.registration = registration
         self._control = control_url.rstrip("/")
@@ -57,7 +60,9 @@ class NodeAgent:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader")
-        self._http = httpx.Client(timeout=httpx.Timeout(30.0, connect=3.0))
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(30.0, connect=3.0), verify=tls_verify() if verify is None else verify
+        )
         self.interval = 1.0
         self.registered = False
 
