@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from functions.api.context import cp, json_response, now, principal, require
+from functions.idempotency import once
 from modelfleet.control.projects import ProjectService
 from schemas.keys import Role
 from schemas.projects import ProjectCreate, ProjectCreated, ProjectList, ProjectView
@@ -25,7 +26,15 @@ def _projects() -> ProjectService:
 def create_project(body: ProjectCreate) -> Response[ProjectCreated]:
     """Platform admin only. The answer holds the project's first admin key, shown once."""
     who = principal(router)
-    return json_response(201, _projects().create(who, body, now()))
+
+    def create() -> tuple[int, Any]:
+        return 201, _projects().create(who, body, now()).model_dump(mode="json")
+
+    payload = body.model_dump(mode="json")
+    status, answer = once(
+        router, who.project_id, "POST /projects", payload, create, secrets=[("admin_key", "api_key")]
+    )
+    return json_response(status, answer)
 
 
 @router.get("/projects")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
@@ -92,3 +95,35 @@ def settled_version(platform: RunningPlatform) -> int | None:
         d = c.get_deployment("digits-occ")
     routes = [r for rs in d["routing_table"].values() for r in rs]
     return int(d["version"]) if routes and all(r["routing_state"] == "started" for r in routes) else None
+
+
+def test_idempotent_key_creates_replay_the_secret_without_storing_it(platform: RunningPlatform) -> None:
+    """A replayed key create answers the same working key; the idempotency table holds it only
+    sealed under the Idempotency-Key (never the secret, never the Idempotency-Key itself)."""
+    idem = str(uuid.uuid4())
+    body = {"name": "idem-key", "roles": ["infer"]}
+    short = post(platform, "/api/v1/keys", body, "short-key")
+    assert short.status_code == 400 and short.json()["error"]["code"] == "invalid_idempotency_key"
+    first = post(platform, "/api/v1/keys", body, idem)
+    assert first.status_code == 201, first.text
+    replay = post(platform, "/api/v1/keys", body, idem)
+    assert replay.status_code == 201 and replay.json() == first.json()
+    secret = first.json()["api_key"]
+    listed = httpx.get(f"{platform.url}/api/v1/keys", headers=AUTH, timeout=30).json()["keys"]
+    assert [k["name"] for k in listed].count("idem-key") == 1
+    works = httpx.get(
+        f"{platform.url}/api/v1/deployments", headers={"authorization": f"Bearer {secret}"}, timeout=30
+    )
+    assert works.status_code == 200
+
+    dynamo = boto3.client(
+        "dynamodb",
+        endpoint_url=platform.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    tables = [t for t in dynamo.list_tables()["TableNames"] if t.endswith("idempotency")]
+    stored = json.dumps([dynamo.scan(TableName=t)["Items"] for t in tables])
+    assert "sealed:v1:" in stored
+    assert secret.split(":", 1)[1] not in stored and idem not in stored

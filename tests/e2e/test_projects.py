@@ -5,6 +5,7 @@ and its keys stop working."""
 from __future__ import annotations
 
 import secrets
+import uuid
 
 import pytest
 
@@ -63,3 +64,15 @@ def test_project_lifecycle(platform: RunningPlatform, digits: DigitsModels) -> N
             _refused(
                 lambda r=reserved: root.request("DELETE", f"/api/v1/projects/{r}"), 409, "project_reserved"
             )
+
+
+def test_idempotent_project_create_replays_its_admin_key(platform: RunningPlatform) -> None:
+    name = f"idem-{uuid.uuid4().hex[:8]}"
+    with platform.client(PLATFORM_KEY) as root:
+        headers = {"idempotency-key": str(uuid.uuid4())}
+        first = root.request("POST", "/api/v1/projects", json={"project_id": name}, headers=headers)
+        again = root.request("POST", "/api/v1/projects", json={"project_id": name}, headers=headers)
+        assert again == first  # the stored answer, admin key included, not a 409 duplicate
+        with platform.client(first["admin_key"]["api_key"]) as team:
+            assert team.request("GET", f"/api/v1/projects/{name}")["project_id"] == name
+        root.request("DELETE", f"/api/v1/projects/{name}")
