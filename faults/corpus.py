@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import pickle
 import stat
@@ -281,3 +282,161 @@ def write_zip_lying_size(path: Path) -> Path:
     data[central + 24 : central + 28] = struct.pack("<I", 10)
     path.write_bytes(bytes(data))
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# torch.export archives (.pt2)
+# --------------------------------------------------------------------------------------------
+
+
+class _AddWeight(torch.nn.Module):
+    """``x + w``: one weight payload, a dynamic batch (so the program has a symbolic expression)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(4))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return input + self.weight
+
+
+def write_torch_export(path: Path) -> Path:
+    """A genuine ``torch.export.save`` archive of ``x + w`` (input ``input``, FP32[-1, 4])."""
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(_AddWeight(), (torch.zeros(2, 4),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    return path
+
+
+def rewrite_pt2(path: Path, changes: dict[str, bytes | None]) -> Path:
+    """Rewrite a ``.pt2`` in place: each relative name maps to new bytes (added or replaced) or
+    None (removed); members stay stored, as torch writes them."""
+    with zipfile.ZipFile(path) as source:
+        root = source.namelist()[0].split("/", 1)[0]
+        members = {info.filename: source.read(info) for info in source.infolist()}
+    for name, data in changes.items():
+        if data is None:
+            members.pop(f"{root}/{name}", None)
+        else:
+            members[f"{root}/{name}"] = data
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as target:
+        for name, data in members.items():
+            target.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def torch_save_zip(data_pkl: bytes) -> bytes:
+    """A ``torch.save``-shaped zip around ``data_pkl`` (what ``torch.load`` reads)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", data_pkl)
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+def write_torch_export_evil_sample_inputs(path: Path, canary: Path) -> Path:
+    """The sample inputs replaced by an ``os.system`` pickle: ``torch.export.load`` tries
+    ``weights_only=True``, fails, and falls back to ``weights_only=False``, which runs it."""
+    write_torch_export(path)
+    evil = torch_save_zip(reduce_pickle(canary, shell=True))
+    return rewrite_pt2(path, {"data/sample_inputs/model.pt": evil})
+
+
+def write_torch_export_pickled_weight(path: Path, canary: Path) -> Path:
+    """The weight marked ``use_pickle``: ``torch.export.load`` reads it with
+    ``torch.load(weights_only=False)``."""
+    write_torch_export(path)
+    with zipfile.ZipFile(path) as source:
+        name = next(n for n in source.namelist() if n.endswith("model_weights_config.json"))
+        config = json.loads(source.read(name))
+    for meta in config["config"].values():
+        meta["use_pickle"] = True
+        path_name = meta["path_name"]
+    evil = torch_save_zip(reduce_pickle(canary, shell=True))
+    changes = {"data/weights/model_weights_config.json": json.dumps(config).encode()}
+    return rewrite_pt2(path, {**changes, f"data/weights/{path_name}": evil})
+
+
+def write_torch_export_opaque_constant(path: Path, canary: Path) -> Path:
+    """An ``opaque_obj_0`` constant: ``torch.export.load`` hands it to ``pickle.loads``."""
+    write_torch_export(path)
+    entry = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True, "tensor_meta": None}
+    config = {"config": {"evil": entry}}
+    return rewrite_pt2(
+        path,
+        {
+            "data/constants/model_constants_config.json": json.dumps(config).encode(),
+            "data/constants/opaque_obj_0": reduce_pickle(canary, shell=True),
+        },
+    )
+
+
+def write_torch_export_sympy_eval(path: Path, canary: Path) -> Path:
+    """A symbolic shape expression that is Python: torch's deserializer ``sympify``s (evals) it."""
+    write_torch_export(path)
+    with zipfile.ZipFile(path) as source:
+        name = next(n for n in source.namelist() if n.endswith("models/model.json"))
+        text = source.read(name).decode()
+    program = json.loads(text)
+    payload = f"__import__('os').system('touch {canary}')"
+    sizes = program["graph_module"]["graph"]["tensor_values"]["input"]["sizes"]
+    sizes[0]["as_expr"]["expr_str"] = payload
+    return rewrite_pt2(path, {"models/model.json": json.dumps(program).encode()})
+
+
+def write_torch_export_legacy(path: Path, canary: Path) -> Path:
+    """The torch 2.7 layout (``serialized_*``): its state dict is a pickle loaded with weights_only=False."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("version", "8.0")
+        archive.writestr("serialized_exported_program.json", "{}")
+        archive.writestr("serialized_state_dict.pt", torch_save_zip(reduce_pickle(canary, shell=True)))
+        archive.writestr("serialized_constants.pt", b"")
+        archive.writestr("serialized_example_inputs.pt", b"")
+    return path
+
+
+def write_torch_export_legacy_weights(path: Path, canary: Path) -> Path:
+    """A pt2 with the torch < 2.8 weights file ``data/weights/model.pt`` (a pickle)."""
+    write_torch_export(path)
+    return rewrite_pt2(path, {"data/weights/model.pt": torch_save_zip(reduce_pickle(canary, shell=True))})
+
+
+def write_torch_export_traversal(path: Path, name: str = "../../escaped.txt") -> Path:
+    """A genuine archive plus a member named ``<root>/../../escaped.txt``."""
+    write_torch_export(path)
+    return rewrite_pt2(path, {name: b"pwned"})
+
+
+def write_torch_export_oversized(path: Path, size: int = 2 * 1024 * 1024) -> Path:
+    """A genuine archive plus an ``extra/`` file over the 1 MiB cap."""
+    write_torch_export(path)
+    return rewrite_pt2(path, {"extra/notes.txt": b"a" * size})
+
+
+def write_torch_export_aoti(path: Path) -> Path:
+    """A genuine archive plus an AOTInductor shared library (native code torch would dlopen)."""
+    write_torch_export(path)
+    return rewrite_pt2(path, {"data/aotinductor/model/model.so": b"\x7fELF" + bytes(60)})
+
+
+def write_torch_export_file_op(path: Path, canary: Path) -> Path:
+    """The program's add replaced by ``torch.save``, called at inference with the canary path."""
+    write_torch_export(path)
+    with zipfile.ZipFile(path) as source:
+        name = next(n for n in source.namelist() if n.endswith("models/model.json"))
+        program = json.loads(source.read(name))
+    node = program["graph_module"]["graph"]["nodes"][0]
+    node["target"] = "torch.save"
+    node["inputs"][1] = {"name": "f", "arg": {"as_string": str(canary)}, "kind": 1}
+    return rewrite_pt2(path, {"models/model.json": json.dumps(program).encode()})
+
+
+def write_torch_export_guards_code(path: Path, canary: Path) -> Path:
+    """``guards_code`` that ``ExportedProgram.module()`` would exec when it has example inputs."""
+    write_torch_export(path)
+    with zipfile.ZipFile(path) as source:
+        name = next(n for n in source.namelist() if n.endswith("models/model.json"))
+        program = json.loads(source.read(name))
+    program["guards_code"] = [f"__import__('os').system('touch {canary}') == 0"]
+    return rewrite_pt2(path, {"models/model.json": json.dumps(program).encode()})

@@ -24,8 +24,8 @@ SIGNATURE = {
 
 
 def malicious_models(ctx: Context) -> RowResult:
-    """Row 7: malicious TorchScript-shaped uploads deploy to `failed`, naming the refusal; the
-    canary their payload would create never appears; the nodes keep serving."""
+    """Row 7: malicious TorchScript-shaped and torch.export uploads deploy to `failed`, naming the
+    refusal; the canary their payload would create never appears; the nodes keep serving."""
     d = ctx.workdir / "corpus"
     d.mkdir(exist_ok=True)
     canary = d / "canary"
@@ -39,13 +39,22 @@ def malicious_models(ctx: Context) -> RowResult:
         "evil-checkpoint": corpus.write_torch_save_checkpoint(d / "ckpt.pt", canary),
         "evil-prefixed": corpus.write_prefixed_torchscript(d / "prefixed.pt", canary),
     }
-    result = RowResult(sent=len(files))
+    # torch.export archives whose pickles or program strings torch.export.load would run.
+    pt2_files = {
+        "evil-pt2-sample-inputs": corpus.write_torch_export_evil_sample_inputs(d / "sample.pt2", canary),
+        "evil-pt2-pickled-weight": corpus.write_torch_export_pickled_weight(d / "weight.pt2", canary),
+        "evil-pt2-sympy-eval": corpus.write_torch_export_sympy_eval(d / "sympy.pt2", canary),
+    }
+    result = RowResult(sent=len(files) + len(pt2_files))
     reasons = []
     with ctx.platform.client() as c:
         for name, path in files.items():
             model = c.register_model(path, name=name, format="torchscript", signature=SIGNATURE)
             c.deploy(name, model_id=model["model_id"])
-        for name in files:
+        for name, path in pt2_files.items():
+            model = c.register_model(path, name=name, format="torch_export", signature=SIGNATURE)
+            c.deploy(name, model_id=model["model_id"])
+        for name in [*files, *pt2_files]:
             failed = c.wait_for_state(name, "failed", "started", timeout=60)
             result.acknowledged += 1
             if failed["state"] == "failed" and failed["reason"]:

@@ -16,6 +16,7 @@ from schemas.tensors import Signature
 class ModelFormat(StrEnum):
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
+    TORCH_EXPORT = "torch_export"  # a .pt2 archive from torch.export.save
 
 
 class ArtifactFile(Record):
@@ -71,7 +72,7 @@ class ModelCreate(RequestModel):
         default=None, description="The file the runtime loads; the first file by default."
     )
     signature: Signature | None = Field(
-        default=None, description="Required for torchscript; read from the file for onnx."
+        default=None, description="Required for torchscript; read from the file for onnx and torch_export."
     )
     description: str = Field(default="", max_length=1024)
     tags: list[str] = Field(default_factory=list, max_length=32)

@@ -21,6 +21,7 @@ from modelfleet.control.repository import Repository
 from modelfleet.core.lifecycle import DeploymentState, ModelState, transition
 from modelfleet.runtime.backends import inspect_onnx_signature
 from modelfleet.runtime.errors import ModelLoadError
+from modelfleet.runtime.torch_export_model import inspect_torch_export_signature
 from schemas.events import EventType, StatusEvent
 from schemas.models import (
     ArtifactFile,
@@ -180,6 +181,13 @@ class ModelRegistry:
         return None
 
     def _signature(self, rec: ModelRecord, entry: Path) -> Signature | None:
+        if rec.format == ModelFormat.TORCH_EXPORT and rec.signature is None:
+            try:  # vets the whole archive (no torch), then reads the program's JSON signature
+                return inspect_torch_export_signature(entry)
+            except ModelLoadError as e:
+                raise InvalidRequest(
+                    f"'{rec.entry_file}' is not a usable torch.export archive: {e}", code="invalid_model_file"
+                ) from None
         if rec.format != ModelFormat.ONNX:
             return rec.signature
         try:

@@ -75,7 +75,7 @@ def sha256_file(path: Path) -> str:
 
 
 def load_model(fmt: str, path: Path, signature: Signature | None, threads: int) -> LoadedModel:
-    """Load ``path`` ("onnx" or "torchscript"); any failure raises ModelLoadError."""
+    """Load ``path`` ("onnx", "torchscript" or "torch_export"); any failure raises ModelLoadError."""
     try:
         if threads < 1:
             raise ModelLoadError(f"threads must be at least 1, got {threads}")
@@ -86,7 +86,13 @@ def load_model(fmt: str, path: Path, signature: Signature | None, threads: int) 
             return _load_onnx(path, signature, threads)
         if fmt == "torchscript":
             return _load_torchscript(path, signature, threads)
-        raise ModelLoadError(f"unsupported model format {fmt!r} (expected 'onnx' or 'torchscript')")
+        if fmt == "torch_export":
+            from modelfleet.runtime.torch_export_model import load_torch_export  # imports this module
+
+            return load_torch_export(path, signature, threads)
+        raise ModelLoadError(
+            f"unsupported model format {fmt!r} (expected 'onnx', 'torchscript' or 'torch_export')"
+        )
     except ModelLoadError:
         raise
     except Exception as exc:
