@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: up test check lint typecheck format clean install-run install-dev bench faults
+.PHONY: up test check lint typecheck format clean install-run install-dev bench faults package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench: $(VENV)/.bench-installed
 ## row (README "Fault suite"). `make test` runs its short form.
 faults: install-dev
 	$(BIN)/python -m faults
+
+## The Lambda code asset for the cloud (infra/, docs/deploy-aws.md): dist/lambda.zip, reproducible.
+package: install-dev
+	$(BIN)/python scripts/package_lambda.py --out dist/lambda.zip
 
 ## Lint, types and tests together.
 check: lint typecheck test

@@ -1,0 +1,1 @@
+"""One `pulumi.ComponentResource` per concern; infra/platform.py wires them together."""
