@@ -1,4 +1,6 @@
-"""A small typed client of the native API (`/api/v1`) and the OIP inference routes.
+"""The first, dict-returning client of the native API and the OIP inference routes, kept for the
+tests, the benchmark and the fault suite. New code uses the typed SDK, `modelfleet.Client`
+(`modelfleet/sdk/`); errors here are the same exception tree (`modelfleet.sdk.errors`).
 
 client = Client("http://127.0.0.1:8080", api_key="mfk_...:...")
 model = client.register_model("digits.onnx", name="digits", format="onnx")
@@ -19,16 +21,10 @@ import httpx
 import numpy as np
 
 from modelfleet.runtime.oip import datatype_to_numpy, numpy_to_datatype
+from modelfleet.sdk.errors import ApiError, error_from_response
 from modelfleet.trust import tls_verify
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+__all__ = ["ApiError", "Client"]
 
 
 def _sha256(path: Path) -> str:
@@ -70,16 +66,7 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         r = self._http.request(method, path, **kwargs)
         if r.status_code >= 400:
-            try:
-                body = r.json()
-            except ValueError:
-                body = {}
-            err = body.get("error", {})
-            if isinstance(err, dict):
-                raise ApiError(
-                    r.status_code, err.get("code", ""), err.get("message", r.text), err.get("details")
-                )
-            raise ApiError(r.status_code, body.get("code", ""), str(err), body.get("details"))
+            raise error_from_response(r)
         if r.status_code == 204 or not r.content:
             return None
         return r.json()
@@ -118,7 +105,7 @@ class Client:
                     target["method"], target["url"], content=f, headers=target["headers"], timeout=300
                 )
             if r.status_code >= 300:
-                raise ApiError(r.status_code, "upload_failed", r.text[:500])
+                raise error_from_response(r)
         result: dict[str, Any] = self.request("POST", f"/api/v1/models/{created['model']['model_id']}/commit")
         return result
 

@@ -11,7 +11,9 @@ checks it against the model's signature. Nodes registered without a data port ge
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +27,7 @@ from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge
 from modelfleet.gateway.node_link import NodeLinks, NodeTimeout, NodeUnavailable, encode_fields, join_fields
 from modelfleet.gateway.routing_table import DeploymentEntry, RoutingTables
+from modelfleet.observability.metrics import InferenceMetrics
 from schemas.keys import Role
 from schemas.models import ModelFormat
 
@@ -34,10 +37,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PLATFORMS = {ModelFormat.ONNX: "onnxruntime_onnx", ModelFormat.TORCHSCRIPT: "pytorch_libtorch"}
-FORWARD_HEADERS = ("content-type", "inference-header-content-length")
+FORWARD_HEADERS = ("content-type", "inference-header-content-length", "x-correlation-id")
 RETURN_HEADERS = ("content-type", "inference-header-content-length", "retry-after")
 NOT_SERVING = (DeploymentState.STOPPING, DeploymentState.STOPPED, DeploymentState.FAILED)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+CORRELATION_HEADER = "x-correlation-id"  # follows a request to the node and into its logs
+
+log = logging.getLogger(__name__)
 
 
 def oip_error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
@@ -125,6 +131,7 @@ class DataPlane:
         self._fields: dict[tuple[str, str], bytes] = {}
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
+        self.metrics = InferenceMetrics()  # /metrics and the console's charts read it
 
     async def close(self) -> None:
         self.links.close()
@@ -199,8 +206,12 @@ class DataPlane:
         await self.infer(scope, receive, send, params["name"], params.get("version"))
 
     async def infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id") or f"{self._id_prefix}{next(self._ids):x}"
+        correlation_id = headers.get(CORRELATION_HEADER, "")
+        if not correlation_id or len(correlation_id) > 128:  # it travels in a bounded frame field
+            correlation_id = headers[CORRELATION_HEADER] = request_id
         try:
             who = await self._auth.authenticate(headers)
         except AuthFailure as e:
@@ -210,6 +221,7 @@ class DataPlane:
         entry = await self._tables.get(who.project_id, name)
         if entry is None:
             return await send_error(send, 404, f"deployment '{name}' was not found", "deployment_not_found")
+        send = self.metrics.watch(send, who.project_id, name, started)  # only names that exist
         if version is not None and entry.version(version) is None:
             return await send_error(
                 send, 404, f"deployment '{name}' has no version '{version}'", "version_not_found"
@@ -254,9 +266,15 @@ class DataPlane:
                 self._tables.drop_node(address)
                 continue
             except NodeTimeout:
+                log.warning(
+                    "inference timed out on %s",
+                    address,
+                    extra={"correlation_id": correlation_id, "deployment": name},
+                )
                 return await send_error(send, 504, "the node did not answer in time", "inference_timeout")
             out = [(k.encode(), v.encode()) for k in RETURN_HEADERS if (v := returned.get(k))]
             out.append((b"x-request-id", request_id.encode("latin-1")))
+            out.append((b"x-correlation-id", correlation_id.encode("latin-1")))
             out.append((b"x-model-version", chosen.version_id.encode()))
             return await send_response(send, status, bytes(answer), out)
         return await send_error(

@@ -10,7 +10,6 @@ dies, so a killed platform never leaves orphan nodes behind.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import sys
@@ -21,6 +20,7 @@ import psutil
 import uvicorn
 
 from modelfleet.local.lifeline import exit_with_parent
+from modelfleet.observability.logs import configure_logging
 from modelfleet.trust import tls_verify
 from modelfleet.worker.agent import NodeAgent
 from modelfleet.worker.data_ops import default_ops
@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--exit-with-parent", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_id} %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(
+        "modelfleet-node", f"%(asctime)s {args.node_id} %(levelname)s %(message)s", node_id=args.node_id
+    )
     if args.exit_with_parent:
         exit_with_parent()
     credential = os.environ.get("MODELFLEET_NODE_KEY", "")

@@ -7,6 +7,7 @@ body and answers through the Responder (see data_server.py), e.g. from an alloca
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -17,6 +18,7 @@ from modelfleet.worker.data_server import Handler, OpRegistry, Responder
 from modelfleet.worker.inference import NOT_LOADED, Reply, outcome_reply, prepare, refusal
 
 _JSON = encode_fields({"content-type": "application/json"})
+log = logging.getLogger(__name__)
 
 
 def send_reply(respond: Responder, reply: Reply) -> None:
@@ -61,7 +63,16 @@ def infer_op(agent: NodeAgent, max_tensor_elements: int) -> Handler:
             return
 
         def done(outcome: Outcome) -> None:
-            send_reply(respond, outcome_reply(loaded, version, call, outcome))
+            reply = outcome_reply(loaded, version, call, outcome)
+            if reply.status >= 500:  # the gateway's correlation id ties this line to its request
+                cid = fields.get("x-correlation-id", "")
+                log.warning(
+                    "inference failed with %d correlation_id=%s",
+                    reply.status,
+                    cid,
+                    extra={"correlation_id": cid},
+                )
+            send_reply(respond, reply)
 
         deadline = deadline_of(frame)
         outcome = loaded.run_inline(call.inputs, deadline)  # an idle, fast deployment: no hand-off
