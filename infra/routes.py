@@ -53,6 +53,8 @@ ROUTES: tuple[CloudRoute, ...] = (
     CloudRoute(("POST",), "/_ml/trained_models/{ident}/_infer", "invoke"),
     # service deployments (issue 4): X-Auth-Token or Authorization: ApiKey
     CloudRoute(ANY, "/v1/{project_id}/{proxy+}", "services", Auth.ANY_HEADER),
+    # ... except a service's inference, which is the data plane's (the invoke router, beside the workers)
+    CloudRoute(("POST",), "/v1/{project_id}/services/{service_id}/infer", "invoke", Auth.ANY_HEADER),
     # pipelines (functions/pipelines_api, under /mlops): the SDK's token refresh carries its
     # refresh token in the body, and endpoint triggers an endpoint token the handler checks
     CloudRoute(ANY, "/mlops/{proxy+}", "pipelines"),
