@@ -115,6 +115,25 @@ def build_world(url: str, a_key: str, platform_key: str, digits_onnx: Path, bert
         ids["version_id"] = deployment["versions"][0]["version_id"]
         key = a.request("POST", "/api/v1/keys", json={"name": f"xt-a-keyname-{suffix}", "roles": ["infer"]})
         ids["key_id"] = key["key"]["key_id"]
+        # an edge node of A (registered with its one-time token) and an edge service on it
+        ids["edge_node_id"] = f"xt-a-edge-{suffix}"
+        token = a.request("POST", "/api/v1/edge/registration-tokens", json={"node_id": ids["edge_node_id"]})
+        registered = httpx.post(
+            f"{url}/api/v1/edge/nodes",
+            json={},
+            headers={"authorization": f"Bearer {token['token']}"},
+            timeout=60,
+        )
+        registered.raise_for_status()
+        service = a.request(
+            "POST",
+            "/api/v1/edge/services",
+            json={
+                "service_name": f"xt-a-edgesvc-{suffix}",
+                "config": [{"model_id": ids["model_id"], "nodes": [ids["edge_node_id"]]}],
+            },
+        )
+        ids["service_id"] = service["service_id"]
     key_id, secret = a_key.split(":", 1)
     with Elasticsearch(url, api_key=(key_id, secret), request_timeout=60) as es:
         es.ml.put_trained_model(
@@ -143,6 +162,8 @@ def build_world(url: str, a_key: str, platform_key: str, digits_onnx: Path, bert
         f"xt-a-keyname-{suffix}",
         f"xt-a-desc-{suffix}",
         model["files"][0]["sha256"],
+        ids["service_id"],  # (not A's edge node id: B's own request names it, and may hear it back)
+        f"xt-a-edgesvc-{suffix}",
     }
     if len(ids["version_id"]) >= 8:  # only an id that cannot occur by chance
         markers.add(ids["version_id"])
@@ -158,6 +179,8 @@ def destroy_world(w: World) -> None:
             ("DELETE", f"/api/v1/deployments/{w.ids['deployment_id']}", {"force": "true"}),
             ("DELETE", f"/api/v1/models/{w.ids['model_id']}", None),
             ("DELETE", f"/api/v1/keys/{w.ids['key_id']}", None),
+            ("DELETE", f"/api/v1/edge/services/{w.ids['service_id']}", None),
+            ("DELETE", f"/api/v1/edge/nodes/{w.ids['edge_node_id']}", None),
         ]:
             _best_effort(a.request, method, path, params=params)
         _best_effort(platform.request, "DELETE", f"/api/v1/projects/{w.b.project_id}")
@@ -193,6 +216,12 @@ def a_still_sees_its_objects(w: World) -> list[str]:
             f"{ML}/{w.ml_model}/_stats",
             None,
             lambda b: b["trained_model_stats"][0]["deployment_stats"]["state"] == "started",
+        ),
+        (
+            "GET",
+            f"/api/v1/edge/services/{w.ids['service_id']}",
+            None,
+            lambda b: b["service_name"] == f"xt-a-edgesvc-{w.suffix}",
         ),
         ("GET", f"/v2/models/{w.ids['deployment_id']}", None, lambda b: b["state"] == "started"),
         (
@@ -306,6 +335,35 @@ NATIVE_PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/projects"): listing(_only_b_project),
     ("GET", "/projects/{project_id}"): denied(),
     ("DELETE", "/projects/{project_id}"): denied(),
+    # Edge: a token is made for the caller's own project (naming A's is unformable); B's admin key
+    # is no registration token (403); A's node ids are unknown in B's project (400 at creation).
+    ("POST", "/edge/registration-tokens"): unformable(lambda w: {"project_id": w.a.project_id}),
+    ("POST", "/edge/nodes"): denied(body={}),
+    ("GET", "/edge/nodes"): listing(),
+    ("GET", "/edge/nodes/{edge_node_id}"): denied(),
+    ("DELETE", "/edge/nodes/{edge_node_id}"): denied(),
+    ("POST", "/edge/nodes/{edge_node_id}/key"): denied(),
+    ("GET", "/edge/nodes/{edge_node_id}/desired"): denied(),
+    ("POST", "/edge/nodes/{edge_node_id}/status"): denied(body={"revision": 0}),
+    ("POST", "/edge/services"): lambda w, m, p: [
+        Attempt(
+            m,
+            p,
+            frozenset({400}),
+            body={
+                "service_name": f"xt-b-{w.suffix}",
+                "config": [{"model_id": w.ids["model_id"], "nodes": [w.ids["edge_node_id"]]}],
+            },
+            why="A's edge node is unknown in B's project: refused at creation",
+        )
+    ],
+    ("GET", "/edge/services"): listing(),
+    ("GET", "/edge/services/{service_id}"): denied(),
+    ("PUT", "/edge/services/{service_id}"): lambda w, m, p: [
+        Attempt(m, p, body={"config": [{"model_id": w.ids["model_id"], "nodes": [w.ids["edge_node_id"]]}]})
+    ],
+    ("DELETE", "/edge/services/{service_id}"): denied(),
+    ("GET", "/edge/services/{service_id}/events"): denied(),
 }
 NATIVE_PREFIX = "/api/v1"
 
