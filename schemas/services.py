@@ -122,7 +122,11 @@ class RolloutRequest(_Body):
     step_percent: int | None = None  # linear
     bake_seconds: float = 30.0
     max_error_rate: float = 0.05  # errors / requests of the new versions during one bake
-    max_latency_ms: float | None = None  # mean inference time of the new versions during one bake
+    # the new versions' p95 latency (model run per request, on the nodes) over one bake
+    max_p95_latency_ms: float | None = None
+    # the earlier name of `max_p95_latency_ms`, still accepted (it meant the mean; it is now judged
+    # as the p95); giving both with different values is refused
+    max_latency_ms: float | None = None
     min_requests: int = 1  # a bake with fewer requests to the new versions is not judged yet
 
 

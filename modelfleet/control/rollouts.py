@@ -57,15 +57,33 @@ def dump_progress(p: Progress) -> dict[str, Any]:
         "since": p.since.isoformat(),
         "started_at": p.started_at.isoformat(),
         "step": p.step,
-        "baseline": asdict(p.baseline),
+        "baseline": {key: _dump_counters(c) for key, c in p.baseline.items()},
         "floor_at_start": p.floor_at_start,
         "reason": p.reason,
+    }
+
+
+def _dump_counters(c: Counters) -> dict[str, Any]:
+    return {"requests": c.requests, "errors": c.errors, "time_ms": c.time_ms, "latency": list(c.latency)}
+
+
+def _load_baseline(raw: Mapping[str, Any]) -> dict[str, Counters]:
+    """Per route. A rollout stored before baselines were per route kept one sum (`requests` at the
+    top): it is read as empty, so the step counts the new versions' routes from their start,
+    which for a canary's fresh versions (no traffic before the first step) is nearly the same."""
+    if "requests" in raw:
+        return {}
+    return {
+        key: Counters(int(c["requests"]), int(c["errors"]), float(c["time_ms"]), tuple(c.get("latency", ())))
+        for key, c in raw.items()
     }
 
 
 def load_rollout(raw: Mapping[str, Any]) -> tuple[Plan, Progress]:
     plan_raw, prog = raw["plan"], raw["progress"]
     pol = dict(plan_raw["policy"])
+    if "max_latency_ms" in pol:  # stored before the gate judged p95 (it judged the mean)
+        pol["max_p95_latency_ms"] = pol.pop("max_latency_ms")
     policy = Policy(**{**pol, "strategy": Strategy(pol["strategy"]), "steps": tuple(pol["steps"])})
     plan = Plan(
         old={v: Slot(int(a), int(w)) for v, (a, w) in plan_raw["old"].items()},
@@ -77,7 +95,7 @@ def load_rollout(raw: Mapping[str, Any]) -> tuple[Plan, Progress]:
         since=datetime.fromisoformat(prog["since"]),
         started_at=datetime.fromisoformat(prog["started_at"]),
         step=int(prog["step"]),
-        baseline=Counters(**prog["baseline"]),
+        baseline=_load_baseline(prog["baseline"]),
         floor_at_start=prog.get("floor_at_start"),
         reason=str(prog.get("reason", "")),
     )
@@ -104,17 +122,22 @@ def observe(rec: DeploymentRecord, routes: Iterable[RouteRecord]) -> dict[str, O
 
 def counters_of(
     uid: str, versions: Iterable[str], stats: Mapping[str, Mapping[str, InferenceStats]]
-) -> Counters:
-    keys = {f"{uid}/{v}" for v in versions}
-    requests = errors = 0
-    time_ms = 0.0
-    for per_node in stats.values():
+) -> dict[str, Counters]:
+    """The versions' cumulative counters per route ("<node id>/<version id>"), as the nodes'
+    last heartbeats report them; `core.rollout.since` differences two such readings."""
+    wanted = set(versions)
+    reading: dict[str, Counters] = {}
+    for node_id, per_node in stats.items():
         for key, s in per_node.items():
-            if key in keys:
-                requests += s.inference_count
-                errors += s.error_count + s.timeout_count
-                time_ms += s.total_inference_time_ms
-    return Counters(requests, errors, time_ms)
+            route_uid, _, version = key.partition("/")
+            if route_uid == uid and version in wanted:
+                reading[f"{node_id}/{version}"] = Counters(
+                    s.inference_count,
+                    s.error_count + s.timeout_count,
+                    s.total_inference_time_ms,
+                    tuple(s.latency_histogram.counts),
+                )
+    return reading
 
 
 def applied(rec: DeploymentRecord, plan: Plan, decision: Decision, now: datetime) -> DeploymentRecord:

@@ -16,9 +16,16 @@ to load rolls everything back.
 **Canary / linear**: the new versions are brought up beside the old ones with no traffic; then
 traffic moves in steps (the new versions' share: e.g. 10, 50, 100), each held for
 `bake_seconds`. At the end of a bake the new versions' counters since the step began are judged
-(`judge`): an error rate or a mean latency over its threshold rolls back to 100% on the old
+(`judge`): an error rate or a p95 latency over its threshold rolls back to 100% on the old
 versions and removes the new instances; the reason is kept. A bake with fewer than
 `min_requests` requests is extended until there are enough.
+
+**What the bake sees**: each node reports, per route, cumulative counters and a cumulative latency
+histogram (`core.latency`). A `Reading` keeps them per route ("<node>/<version>"); the bake's
+activity is the per-route difference from the reading taken when the step began, summed, and a
+route whose counters went down was restarted and counts from zero (as `core.autoscale` does), so
+a node restart is neither negative traffic nor a hidden failure. The p95 is read from the
+merged differenced histograms: exact to within one bucket (19%).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from modelfleet.core.errors import InvalidTransition, ValidationFailed
+from modelfleet.core.latency import Histogram, count, difference, merge, p95_ms, went_down
 
 
 class Strategy(StrEnum):
@@ -81,18 +89,57 @@ class Observed:
 
 @dataclass(frozen=True)
 class Counters:
-    """Inference counters of the new versions, summed over nodes (they only grow)."""
+    """Inference counters of the new versions: one route's cumulative reading, or (from `since`)
+    the activity of all of them over a bake."""
 
-    requests: int = 0
-    errors: int = 0
+    requests: int = 0  # successful
+    errors: int = 0  # failed or timed out
     time_ms: float = 0.0
+    latency: Histogram = ()  # successful requests by latency bucket
+
+    def restarted_since(self, before: Counters) -> bool:
+        """A cumulative counter went down: the route's process started again from zero."""
+        return (
+            self.requests < before.requests
+            or self.errors < before.errors
+            or self.time_ms < before.time_ms
+            or went_down(self.latency, before.latency)
+        )
 
     def minus(self, base: Counters) -> Counters:
+        """What this route counted since `base` (everything, if it restarted meanwhile)."""
+        if self.restarted_since(base):
+            base = Counters()
         return Counters(
-            max(0, self.requests - base.requests),
-            max(0, self.errors - base.errors),
-            max(0.0, self.time_ms - base.time_ms),
+            self.requests - base.requests,
+            self.errors - base.errors,
+            self.time_ms - base.time_ms,
+            difference(self.latency, base.latency),
         )
+
+    def plus(self, other: Counters) -> Counters:
+        return Counters(
+            self.requests + other.requests,
+            self.errors + other.errors,
+            self.time_ms + other.time_ms,
+            merge([self.latency, other.latency]),
+        )
+
+    @property
+    def p95_ms(self) -> float | None:
+        return p95_ms(self.latency)
+
+
+Reading = Mapping[str, Counters]  # "<node id>/<version id>" -> that route's cumulative counters
+
+
+def since(reading: Reading, baseline: Reading) -> Counters:
+    """The activity between two readings: per-route differences, summed. A route new since the
+    baseline counts from zero; a route gone since (its node lost) adds nothing."""
+    total = Counters()
+    for key, now in reading.items():
+        total = total.plus(now.minus(baseline.get(key, Counters())))
+    return total
 
 
 @dataclass(frozen=True)
@@ -104,7 +151,7 @@ class Policy:
     steps: tuple[int, ...] = (100,)  # the new versions' traffic share at each canary step
     bake_seconds: float = 30.0
     max_error_rate: float = 0.05
-    max_latency_ms: float | None = None
+    max_p95_latency_ms: float | None = None  # the new versions' p95 over one bake
     min_requests: int = 1
 
     def __post_init__(self) -> None:
@@ -166,7 +213,7 @@ class Progress:
     since: datetime  # when the phase (or the canary step) began
     started_at: datetime
     step: int = 0  # canary: index into policy.steps
-    baseline: Counters = field(default_factory=Counters)  # the new versions' counters at step start
+    baseline: Reading = field(default_factory=dict)  # the new versions' routes' counters at step start
     floor_at_start: int | None = None
     reason: str = ""
 
@@ -222,11 +269,12 @@ def next_step(
     plan: Plan,
     progress: Progress,
     observed: Mapping[str, Observed],
-    counters: Counters,
+    counters: Reading,
     now: datetime,
     deploy_timeout: timedelta,
 ) -> Decision:
-    """The allocations and weights to write now, and the rollout's progress after this tick."""
+    """The allocations and weights to write now, and the rollout's progress after this tick.
+    `counters` is the new versions' routes' latest reading (see `since`)."""
     allocs, weights = _current(plan, observed)
     if progress.phase in (Phase.DONE, Phase.ROLLED_BACK):
         return Decision(allocs, weights, progress)
@@ -328,7 +376,7 @@ def step_weights(plan: Plan, share: int) -> dict[str, int]:
 
 
 def judge(policy: Policy, delta: Counters) -> str | None:
-    """Why the new versions failed this bake (None: they passed)."""
+    """Why the new versions failed this bake (None: they passed). `delta` is the bake's activity."""
     total = delta.requests + delta.errors
     rate = delta.errors / total if total else 0.0
     if rate > policy.max_error_rate:
@@ -336,11 +384,13 @@ def judge(policy: Policy, delta: Counters) -> str | None:
             f"error rate {rate:.1%} of the new version(s) over {total} requests exceeds "
             f"max_error_rate {policy.max_error_rate:.1%}"
         )
-    if policy.max_latency_ms is not None and delta.requests:
-        mean = delta.time_ms / delta.requests
-        if mean > policy.max_latency_ms:
-            limit = policy.max_latency_ms
-            return f"mean latency {mean:.1f} ms of the new version(s) exceeds max_latency_ms {limit:g}"
+    limit = policy.max_p95_latency_ms
+    p95 = delta.p95_ms
+    if limit is not None and p95 is not None and p95 > limit:
+        return (
+            f"p95 latency {p95:.2f} ms of the new version(s) over {count(delta.latency)} "
+            f"requests exceeds max_p95_latency_ms {limit:g}"
+        )
     return None
 
 
@@ -348,7 +398,7 @@ def _canary(
     plan: Plan,
     progress: Progress,
     observed: Mapping[str, Observed],
-    counters: Counters,
+    counters: Reading,
     allocs: dict[str, int],
     weights: dict[str, int],
     now: datetime,
@@ -369,7 +419,7 @@ def _canary(
                 now,
                 progress.started_at,
                 0,
-                counters,
+                dict(counters),
                 progress.floor_at_start,
             )
             return Decision(
@@ -381,7 +431,7 @@ def _canary(
     weights = step_weights(plan, share)
     if (now - progress.since).total_seconds() < policy.bake_seconds:
         return Decision(allocs, weights, progress)
-    delta = counters.minus(progress.baseline)
+    delta = since(counters, progress.baseline)
     verdict = judge(policy, delta)
     if verdict is not None:
         return rollback(plan, progress, now, verdict)
@@ -389,7 +439,7 @@ def _canary(
         return Decision(allocs, weights, progress, "")  # not enough traffic to judge yet
     if progress.step + 1 < len(policy.steps):
         nxt = policy.steps[progress.step + 1]
-        stepped = replace(progress, step=progress.step + 1, since=now, baseline=counters)
+        stepped = replace(progress, step=progress.step + 1, since=now, baseline=dict(counters))
         return Decision(
             allocs, step_weights(plan, nxt), stepped, f"traffic step {nxt}% to the new version(s)"
         )

@@ -13,6 +13,11 @@ What is counted (the fields of `schemas.stats.InferenceStats`):
 
 * the last `RECENT_RUNS` model runs are kept as (requests, milliseconds), so a reader can see
   the batch sizes formed and how long each took (the distribution, not just the average).
+* a cumulative latency histogram (`core.latency`'s fixed buckets) counts each successful
+  request at the duration of the model run that answered it (or of its cache lookup), so the
+  control plane can difference two heartbeats and read a p95 (a canary's gate). Recording is one
+  `bisect` on a fixed tuple and one increment of a preallocated list: no allocation per request.
+  Queue waiting is not included (as for the inference time).
 
 The clock (epoch seconds) is injected so tests can drive the buckets. Recording takes one short
 lock, never held across a model run.
@@ -22,11 +27,13 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from schemas.stats import InferenceStats
+from modelfleet.core.latency import BOUNDS_MS, BUCKETS, compact
+from schemas.stats import InferenceStats, LatencyHistogram
 
 WINDOW_SECONDS = 60
 RECENT_RUNS = 1024
@@ -88,6 +95,7 @@ class DeploymentStats:
         self._batches = 0
         self._batched_requests = 0
         self._recent_runs: deque[tuple[int, float]] = deque(maxlen=RECENT_RUNS)
+        self._latency = [0] * BUCKETS  # cumulative, per `core.latency` bucket
 
     def record_access(self) -> None:
         """A request arrived (whatever becomes of it)."""
@@ -106,6 +114,7 @@ class DeploymentStats:
             self._batches += 1
             self._batched_requests += total
             self._recent_runs.append((total, elapsed_ms))
+            self._latency[bisect_left(BOUNDS_MS, elapsed_ms)] += succeeded
             w = self._window
             w.advance(int(now))
             w.add(succeeded, share, 0)
@@ -120,6 +129,7 @@ class DeploymentStats:
             self._hits += 1
             self._time_ms += elapsed_ms
             self._last_access_ms = int(now * 1000)
+            self._latency[bisect_left(BOUNDS_MS, elapsed_ms)] += 1
             w = self._window
             w.advance(int(now))
             w.add(1, elapsed_ms, 1)
@@ -166,4 +176,5 @@ class DeploymentStats:
                 last_access_ms=self._last_access_ms,
                 batches=self._batches,
                 batched_requests=self._batched_requests,
+                latency_histogram=LatencyHistogram(counts=list(compact(self._latency))),
             )

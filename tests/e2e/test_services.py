@@ -454,6 +454,53 @@ def test_canary_with_a_failing_version_rolls_back(
     )
 
 
+def test_canary_gate_judges_the_p95_latency(api: Api, ids: dict[str, str], models: Models) -> None:
+    """A healthy new version (no errors) whose p95 exceeds the threshold is rolled back: the nodes'
+    latency histograms reach the gate through the heartbeats. A threshold no real inference can
+    meet (0.0001 ms) makes the outcome certain without depending on the machine's speed."""
+    sid = api.create(sample("real-time", A=ids["A"]))["service_id"]
+    api.wait_status(sid, "running")
+    config = [
+        {"model_id": ids["B"], "weight": 100, "specification": "modelarts.vm.cpu.2u", "instance_count": 1}
+    ]
+    canary = {"strategy": "canary", "steps": [100], "bake_seconds": 1, "min_requests": 5}
+    for bad_limit, message in (
+        ({"max_p95_latency_ms": 0}, "max_p95_latency_ms must be > 0"),
+        ({"max_latency_ms": -1}, "max_p95_latency_ms must be > 0"),  # the earlier name, same rule
+        ({"max_p95_latency_ms": 5, "max_latency_ms": 6}, "give max_p95_latency_ms only"),
+    ):
+        status, answer = api.call(
+            "PUT", f"/services/{sid}", {"config": config, "rollout": {**canary, **bad_limit}}
+        )
+        assert (status, answer["error_code"]) == (400, "ModelArts.3025"), answer
+        assert message in answer["error_msg"], answer
+    api.ok("PUT", f"/services/{sid}", {"config": config, "rollout": {**canary, "max_p95_latency_ms": 0.0001}})
+    stop = threading.Event()
+    statuses: Counter[int] = Counter()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            statuses[api.infer(sid, models.x[:1]).status_code] += 1
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    try:
+        done = wait_for(
+            "the canary to be judged",
+            lambda: (s := api.service(sid))["update_status"] in ("rolled_back", "done") and s,
+            timeout=60,
+            interval=0.1,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert done["update_status"] == "rolled_back", done
+    assert "p95 latency" in done["update_reason"] and "max_p95_latency_ms 0.0001" in done["update_reason"]
+    assert set(statuses) == {200}, statuses  # both versions answered every request: no error gate
+    assert [(c["model_id"], c["weight"]) for c in done["config"]] == [(ids["A"], 100)]
+
+
 def test_another_projects_services_do_not_exist(
     platform: RunningPlatform, api: Api, ids: dict[str, str]
 ) -> None:

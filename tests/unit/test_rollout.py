@@ -3,6 +3,7 @@ canaries step, bake, and roll back on a breach."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelfleet.core.errors import ValidationFailed
+from modelfleet.core.latency import of_samples
 from modelfleet.core.rollout import (
     Counters,
     Observed,
@@ -21,6 +23,7 @@ from modelfleet.core.rollout import (
     judge,
     linear_steps,
     next_step,
+    since,
     start,
     step_weights,
     surge_count,
@@ -52,7 +55,7 @@ def simulate_rolling(
     for i in range(400):
         now = T0 + timedelta(seconds=i)
         obs = {v: Observed(allocs[v], weights[v], ready[v]) for v in allocs}
-        d = next_step(plan, progress, obs, Counters(), now, TIMEOUT)
+        d = next_step(plan, progress, obs, {}, now, TIMEOUT)
         progress = d.progress
         allocs = {v: d.allocations.get(v, 0) for v in allocs}
         weights = {v: d.weights.get(v, 0) for v in allocs}
@@ -97,7 +100,7 @@ def test_a_failing_incoming_version_rolls_back() -> None:
     plan = Plan({"v1": Slot(2, 100)}, {"v2": Slot(2, 100)}, Policy())
     progress = start(plan, {"v1": Observed(2, 100, 2)}, T0)
     obs = {"v1": Observed(2, 100, 2), "v2": Observed(1, 100, 0, failed=1)}
-    d = next_step(plan, progress, obs, Counters(), T0, TIMEOUT)
+    d = next_step(plan, progress, obs, {}, T0, TIMEOUT)
     assert d.progress.phase == Phase.ROLLED_BACK and "failed to load" in d.progress.reason
     assert d.allocations == {"v1": 2, "v2": 0} and d.weights == {"v1": 100, "v2": 0}
 
@@ -106,7 +109,7 @@ def test_instances_not_ready_by_the_deploy_timeout_roll_back() -> None:
     plan = Plan({"v1": Slot(1, 100)}, {"v2": Slot(1, 100)}, Policy())
     progress = start(plan, {"v1": Observed(1, 100, 1)}, T0)
     obs = {"v1": Observed(1, 100, 1), "v2": Observed(1, 100, 0)}
-    d = next_step(plan, progress, obs, Counters(), T0 + timedelta(seconds=61), timedelta(seconds=60))
+    d = next_step(plan, progress, obs, {}, T0 + timedelta(seconds=61), timedelta(seconds=60))
     assert d.progress.phase == Phase.ROLLED_BACK and "not ready within 60s" in d.progress.reason
 
 
@@ -116,31 +119,34 @@ def canary(steps: tuple[int, ...] = (10, 50, 100)) -> Plan:
 
 
 def run_canary(
-    plan: Plan, errors_per_tick: int, requests_per_tick: int
-) -> tuple[Phase, list[dict[str, int]]]:
+    plan: Plan, errors_per_tick: int, requests_per_tick: int, latency_ms: float = 5.0
+) -> tuple[Phase, list[dict[str, int]], str]:
     obs = {"old": Observed(1, 100, 1), "new": Observed(0, 0, 0)}
     progress = start(plan, obs, T0)
-    counters = Counters()
+    route = Counters()  # the new version's route on node n1, cumulative
     weights_seen = []
     for i in range(200):
         now = T0 + timedelta(seconds=i)
-        d = next_step(plan, progress, obs, counters, now, TIMEOUT)
+        d = next_step(plan, progress, obs, {"n1/new": route}, now, TIMEOUT)
         progress = d.progress
         weights_seen.append(d.weights)
         if d.finished:
             break
         obs = {v: Observed(d.allocations[v], d.weights[v], d.allocations[v]) for v in d.allocations}
         if d.weights.get("new"):
-            counters = Counters(
-                counters.requests + requests_per_tick,
-                counters.errors + errors_per_tick,
-                counters.time_ms + 5.0,
+            route = route.plus(
+                Counters(
+                    requests_per_tick,
+                    errors_per_tick,
+                    latency_ms * requests_per_tick,
+                    of_samples([latency_ms] * requests_per_tick),
+                )
             )
-    return progress.phase, weights_seen
+    return progress.phase, weights_seen, progress.reason
 
 
 def test_a_healthy_canary_steps_through_its_traffic_shares() -> None:
-    phase, weights = run_canary(canary(), errors_per_tick=0, requests_per_tick=3)
+    phase, weights, _ = run_canary(canary(), errors_per_tick=0, requests_per_tick=3)
     assert phase == Phase.DONE
     shares = []
     for w in weights:
@@ -152,21 +158,56 @@ def test_a_healthy_canary_steps_through_its_traffic_shares() -> None:
 
 
 def test_a_failing_canary_rolls_back_to_the_old_version() -> None:
-    phase, weights = run_canary(canary(), errors_per_tick=3, requests_per_tick=1)
+    phase, weights, _ = run_canary(canary(), errors_per_tick=3, requests_per_tick=1)
     assert phase == Phase.ROLLED_BACK
     assert weights[-1] == {"old": 100, "new": 0}
 
 
 def test_a_canary_without_traffic_keeps_baking() -> None:
-    phase, _ = run_canary(canary(), errors_per_tick=0, requests_per_tick=0)
+    phase, _, _ = run_canary(canary(), errors_per_tick=0, requests_per_tick=0)
     assert phase == Phase.BAKING
 
 
-def test_judge() -> None:
-    policy = Policy(Strategy.CANARY, steps=(100,), max_error_rate=0.05, max_latency_ms=20.0)
-    assert judge(policy, Counters(100, 4, 1000.0)) is None
-    assert "error rate" in (judge(policy, Counters(90, 10, 900.0)) or "")
-    assert "mean latency" in (judge(policy, Counters(10, 0, 500.0)) or "")
+def test_judge_reads_the_error_rate_and_the_p95() -> None:
+    policy = Policy(Strategy.CANARY, steps=(100,), max_error_rate=0.05, max_p95_latency_ms=20.0)
+    fast = of_samples([5.0] * 100)
+    # 94 fast requests and 6 slow ones: the mean (about 9 ms) passes, the p95 (the 95th) does not
+    tail = of_samples([5.0] * 94 + [80.0] * 6)
+    assert judge(policy, Counters(100, 4, 500.0, fast)) is None
+    assert "error rate" in (judge(policy, Counters(90, 10, 450.0, fast)) or "")
+    verdict = judge(policy, Counters(100, 0, 950.0, tail)) or ""
+    assert "p95 latency" in verdict and "max_p95_latency_ms 20" in verdict
+    # 96 fast: the 95th is fast, the p95 passes although 4% are slow
+    assert judge(policy, Counters(100, 0, 800.0, of_samples([5.0] * 96 + [80.0] * 4))) is None
+    assert judge(Policy(Strategy.CANARY, steps=(100,)), Counters(100, 0, 8000.0, tail)) is None
+
+
+def test_a_slow_canary_rolls_back_on_its_p95() -> None:
+    plan = canary()
+    plan = Plan(plan.old, plan.new, replace(plan.policy, max_p95_latency_ms=50.0))
+    phase, weights, reason = run_canary(plan, errors_per_tick=0, requests_per_tick=3, latency_ms=120.0)
+    assert phase == Phase.ROLLED_BACK and "p95 latency" in reason, reason
+    assert weights[-1] == {"old": 100, "new": 0}
+    phase, _, _ = run_canary(plan, errors_per_tick=0, requests_per_tick=3, latency_ms=10.0)
+    assert phase == Phase.DONE
+
+
+def test_the_bake_differences_per_route_and_a_restart_counts_from_zero() -> None:
+    before = {
+        "n1/new": Counters(100, 0, 100.0, of_samples([1.0] * 100)),
+        "n2/new": Counters(50, 0, 50.0, of_samples([1.0] * 50)),
+    }
+    after = {
+        "n1/new": Counters(110, 1, 110.0, of_samples([1.0] * 100 + [200.0] * 10)),
+        "n2/new": Counters(4, 3, 4.0, of_samples([300.0] * 4)),  # restarted: everything is new
+        "n3/new": Counters(2, 0, 2.0, of_samples([1.0] * 2)),  # appeared: counts from zero
+    }
+    delta = since(after, before)
+    assert (delta.requests, delta.errors) == (16, 4)
+    assert sum(delta.latency) == 16
+    assert delta.p95_ms is not None and delta.p95_ms > 150.0  # the slow requests are all seen
+    assert since(before, before) == Counters(0, 0, 0.0, ())
+    assert since({}, before) == Counters()  # gone routes add nothing
 
 
 @given(st.integers(1, 100), st.integers(1, 100), st.integers(1, 99))
@@ -191,7 +232,7 @@ def test_counts_and_steps() -> None:
 def test_a_weights_only_update_finishes_at_once() -> None:
     plan = Plan({"a": Slot(1, 70), "b": Slot(1, 30)}, {"a": Slot(1, 50), "b": Slot(1, 50)}, Policy())
     obs = {"a": Observed(1, 70, 1), "b": Observed(1, 30, 1)}
-    d = next_step(plan, start(plan, obs, T0), obs, Counters(), T0, TIMEOUT)
+    d = next_step(plan, start(plan, obs, T0), obs, {}, T0, TIMEOUT)
     assert d.progress.phase == Phase.DONE
     assert d.weights == {"a": 50, "b": 50} and d.allocations == {"a": 1, "b": 1}
 
@@ -202,3 +243,18 @@ def test_a_canary_mixes_kept_versions_between_the_old_and_new_split() -> None:
     )
     assert step_weights(plan, 50) == {"a": 100, "b": 33}  # 75% / 25%
     assert step_weights(plan, 100) == {"a": 100, "b": 100}
+
+
+def test_a_rollout_stored_before_p95_and_per_route_baselines_still_loads() -> None:
+    from modelfleet.control.rollouts import dump_rollout, load_rollout
+
+    plan = Plan({"old": Slot(1, 100)}, {"new": Slot(1, 100)}, Policy(Strategy.CANARY, steps=(100,)))
+    stored = dump_rollout(plan, start(plan, {}, T0))
+    stored["plan"]["policy"]["max_latency_ms"] = stored["plan"]["policy"].pop("max_p95_latency_ms")
+    stored["plan"]["policy"]["max_latency_ms"] = 40.0
+    stored["progress"]["baseline"] = {"requests": 3, "errors": 0, "time_ms": 1.5}
+    loaded, progress = load_rollout(stored)
+    assert loaded.policy.max_p95_latency_ms == 40.0 and progress.baseline == {}
+    reading = {"n1/new": Counters(5, 1, 2.0, of_samples([3.0] * 5))}
+    again = load_rollout(dump_rollout(loaded, replace(progress, baseline=reading)))[1]
+    assert again.baseline == reading

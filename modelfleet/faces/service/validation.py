@@ -426,8 +426,9 @@ def rollout_policy(req: RolloutRequest | None, versions: list[VersionPlan]) -> P
             steps = (100,)
         if r.bake_seconds < 0 or not 0 <= r.max_error_rate <= 1 or r.min_requests < 0:
             raise ValidationFailed("bake_seconds >= 0, max_error_rate in [0, 1], min_requests >= 0")
-        if r.max_latency_ms is not None and r.max_latency_ms <= 0:
-            raise ValidationFailed("max_latency_ms must be > 0")
+        p95_limit = p95_threshold(r)
+        if p95_limit is not None and p95_limit <= 0:
+            raise ValidationFailed("max_p95_latency_ms must be > 0")
         return Policy(
             strategy=strategy,
             max_surge=surge,
@@ -436,7 +437,7 @@ def rollout_policy(req: RolloutRequest | None, versions: list[VersionPlan]) -> P
             steps=steps,
             bake_seconds=r.bake_seconds,
             max_error_rate=r.max_error_rate,
-            max_latency_ms=r.max_latency_ms,
+            max_p95_latency_ms=p95_limit,
             min_requests=r.min_requests,
         )
     except ValueError:
@@ -445,3 +446,12 @@ def rollout_policy(req: RolloutRequest | None, versions: list[VersionPlan]) -> P
         ) from None
     except ValidationFailed as e:
         raise bad("ModelArts.3025", f"rollout: {e}") from None
+
+
+def p95_threshold(r: RolloutRequest) -> float | None:
+    """`max_p95_latency_ms`, or its earlier name `max_latency_ms` (kept for callers that still
+    send it; the gate now judges the p95 either way)."""
+    new, old = r.max_p95_latency_ms, r.max_latency_ms
+    if new is not None and old is not None and new != old:
+        raise ValidationFailed("give max_p95_latency_ms only (max_latency_ms is its earlier name)")
+    return new if new is not None else old
