@@ -64,6 +64,11 @@ NATIVE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/nodes/{node_id}/sync"): {},
     ("POST", "/keys"): {"roles": ["infer"]},
     ("POST", "/projects"): {"project_id": "ma-project"},
+    ("POST", "/edge/registration-tokens"): {"node_id": "ma-node"},
+    ("POST", "/edge/nodes"): {"name": "ma-node"},
+    ("POST", "/edge/nodes/{edge_node_id}/status"): {"revision": 0},
+    ("POST", "/edge/services"): {"service_name": "ma-edge", "config": [{"model_id": "m", "nodes": ["n"]}]},
+    ("PUT", "/edge/services/{service_id}"): {"config": [{"model_id": "m", "nodes": ["n"]}]},
 }
 # Server-owned fields of nested request items: the storage key of a file, a version's id.
 NESTED: list[tuple[tuple[str, str], str, str]] = [
@@ -74,8 +79,14 @@ NESTED: list[tuple[tuple[str, str], str, str]] = [
 ]
 # Value types shared with stored records, which drop unknown fields rather than refuse them:
 # nothing sent in them is stored beyond their own declared fields.
-TOLERANT_VALUE_TYPES = {"Signature", "TensorSpec", "InferenceStats"}
-PATH_IDS = {"deployment_id": "ma-none", "node_id": "node-1", "model_id": "ma-none"}
+TOLERANT_VALUE_TYPES = {"Signature", "TensorSpec", "InferenceStats", "LatencyHistogram"}  # node-sent values
+PATH_IDS = {
+    "deployment_id": "ma-none",
+    "node_id": "node-1",
+    "model_id": "ma-none",
+    "service_id": "ma-none",
+    "edge_node_id": "ma-none",
+}
 
 
 def _openapi_bodies(doc: dict[str, Any]) -> dict[tuple[str, str], str]:
