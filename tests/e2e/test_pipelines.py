@@ -2,9 +2,9 @@
 platform: create a pipeline from a local folder, endpoint and periodic deployments, triggers with
 and without an endpoint token, manual runs, executions with their logs and outputs, the data
 store, update and delete; then the engine's rules: a schedule firing on the local scheduler's
-(faster, injected) clock, Queue order with the seed's retry (after the next execution), Parallel N=4 overlapping,
-Elastic waking from stand-by, separate logs of interleaved executions, the RAM limit, and a
-source archive with a path traversal refused."""
+(faster, injected) clock, Queue order with the seed's retry (after the next execution),
+Parallel N=4 overlapping, Elastic waking from stand-by, separate logs of interleaved executions,
+the RAM limit, and a source archive with a path traversal refused."""
 
 from __future__ import annotations
 
