@@ -21,7 +21,7 @@ from typing import Any
 
 import onnxruntime
 
-from bench import coldstart, phases
+from bench import batch, coldstart, phases, pipelines
 from bench.load import LoadResult, WrkMissing, wrk_path
 from bench.models import BenchModel, digits_for_ml, digits_model, minilm_model
 from bench.peer import running_peer
@@ -84,6 +84,9 @@ def servers_phases(
                     "native_deploy_to_started": coldstart.native_deploy_to_started(ctx),
                     "ml_start_to_started": coldstart.ml_start_to_started(ctx),
                     "scale_from_zero_to_first_prediction": coldstart.scale_from_zero_to_first_prediction(ctx),
+                    "pipeline_elastic_wake": pipelines.elastic_wake_to_first_output(
+                        platform.url, platform.admin_key, workdir / "pipelines"
+                    ),
                 }
             print("load: raw floor, then peer, modelfleet batching off, on; figure by figure ...", flush=True)
             runs = phases.load_phase(peer_url, platform, models, model_ids, serve, t)
@@ -145,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     raw, peer, mf = servers_phases(models, cache, run_dir, serve, t)
+    print("batch: a 100,000-row CSV job vs a plain pandas + onnxruntime loop ...", flush=True)
+    mf["batch"] = batch.batch_phase(run_dir / "batch", models[0].path)
 
-    rows = build_rows(raw, peer, mf, serve)
+    rows = build_rows(raw, peer, mf, serve) + batch.batch_rows(mf["batch"])
     load_end = loadavg()
     results = {
         "started_at": started,

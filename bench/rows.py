@@ -191,6 +191,7 @@ def cold_start_rows(peer: dict[str, Any], mf: dict[str, Any]) -> list[Row]:
         "native_deploy_to_started": "digits deploy -> started (native API)",
         "ml_start_to_started": "digits _start?wait_for=started (_ml)",
         "scale_from_zero_to_first_prediction": "digits scale-from-zero -> first prediction",
+        "pipeline_elastic_wake": "pipeline (elastic) stand-by -> first output",
     }
     rows = []
     for key, figure in labels.items():

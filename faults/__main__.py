@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import rows_artifacts, rows_core, rows_tenants
+from faults import rows_artifacts, rows_batch, rows_core, rows_rollout, rows_tenants
 from faults.result import Context, RowResult
 from modelfleet.examples.digits import build_example
 from modelfleet.local.launcher import LaunchOptions, launch
 
 ADMIN_KEY = "mfk_faults:faults-secret-0123456789abcdef"
 PLATFORM_KEY = "mfk_faultsplatform:faults-platform-secret-0123456789abcdef"  # admin of _system
-ASYNC = "async requests land with batch services (issue 5)"
 COLUMNS = ("sent", "ack", "ok", "lost", "dup", "5xx", "leak")
 WIDTHS = (6, 6, 6, 5, 4, 4, 4)
 
@@ -38,15 +37,11 @@ class Row:
 
 def rows() -> list[Row]:
     found = [
-        Row(1, "kill -9 a worker during 1,000 queued async requests", pending=ASYNC),
-        Row(2, "every message delivered 3 times, some concurrently", pending=ASYNC),
-        Row(3, "a poison message among 999 good ones", pending=ASYNC),
+        Row(1, "kill -9 a worker during 1,000 queued async requests", rows_batch.kill_worker),
+        Row(2, "every message delivered 3 times, some concurrently", rows_batch.triple_delivery),
+        Row(3, "a poison message among 999 good ones", rows_batch.poison_message),
         Row(4, "50 concurrent updates to one deployment", rows_core.concurrent_updates),
-        Row(
-            5,
-            "a failing new version during a rollout",
-            pending="rolling upgrades land with services (issue 4)",
-        ),
+        Row(5, "a failing new version during a rollout", rows_rollout.failing_version),
         Row(6, "a tampered artifact", rows_core.tampered_artifacts),
         Row(7, "the malicious model corpus", rows_artifacts.malicious_models),
         Row(8, "archive traversal and bombs", rows_artifacts.archives),
@@ -86,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         node_processors=4,
         heartbeat_interval=0.5,
         node_lost_after=3,
-        env={"MODELFLEET_PLATFORM_API_KEY": PLATFORM_KEY},
+        env={"MODELFLEET_PLATFORM_API_KEY": PLATFORM_KEY, **rows_batch.BATCH_FAULT_ENV},
     )
     platform = launch(workdir / "home", ADMIN_KEY, options)
     results: list[tuple[Row, RowResult | None, str]] = []

@@ -24,6 +24,16 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     if task == "autoscale":
         changes = cp.autoscaler.tick(now)
         return {"task": task, "changes": changes}
+    if task == "edge_rollouts":
+        from modelfleet.control.edge import edge_control
+
+        return {"task": task, **edge_control().tick(now)}
+    if task == "pipeline_schedules":
+        from modelfleet.faces.pipelines.service import pipeline_face
+
+        return {"task": task, "fired": pipeline_face().fire_schedules()}
+    if task == "services":
+        return {"task": task, **cp.services.tick(now)}
     if task == "relay_outbox":
         return {"task": task, "published": cp.events.relay(now)}
     raise ValueError(f"unknown scheduled task {task!r}")

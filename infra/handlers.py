@@ -98,9 +98,10 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         "notifier", "functions/notifier.py:handler", "outbox relay and service notifications", 60, 512,
         frozenset({*CONTROL, Access.NOTIFY}), reserved_concurrency=10, planned=True,
     ),
+    # The batch-tasks queue's consumer (modelfleet/batch): plans jobs into tasks and runs them.
     HandlerSpec(
-        "batch_planner", "functions/batch_planner.py:handler", "splits batch jobs into queued tasks",
-        300, 1024, frozenset({*CONTROL, Access.QUEUES_SEND}), reserved_concurrency=10, planned=True,
+        "batch_planner", "functions/batch.py:handler", "plans batch jobs and runs their tasks (SQS consumer)",
+        300, 1024, frozenset({*CONTROL, Access.QUEUES_SEND, Access.ARTIFACTS}), reserved_concurrency=10,
     ),
 )  # fmt: skip
 

@@ -18,6 +18,15 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
+def _grants(raw: str) -> dict[str, frozenset[str]]:
+    """``"default=bucket-a,bucket-b;team2=bucket-c;*=shared"``: project -> granted buckets."""
+    out: dict[str, frozenset[str]] = {}
+    for part in filter(None, (p.strip() for p in raw.split(";"))):
+        project, _, buckets = part.partition("=")
+        out[project.strip()] = frozenset(b.strip() for b in buckets.split(",") if b.strip())
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     stack: str = "modelfleet"
@@ -31,6 +40,18 @@ class Settings:
     autoscale_interval_seconds: float = 10.0  # Elasticsearch's adaptive-allocations trigger time
     scale_to_zero_after_seconds: float = 900.0
     autoscale_cooldown_seconds: float = 300.0
+    # Services (/v1): how often the `services` task runs (status, rollouts, auto-stop), and how
+    # many seconds a schedule's MINUTE lasts (60; a test platform compresses auto-stop time).
+    service_tick_seconds: float = 2.0
+    service_seconds_per_minute: float = 60.0
+    # Batch services: the buckets each project may read and write ("*": every project), and an
+    # operator-enabled local data root for file:// paths (None: refused).
+    batch_buckets: dict[str, frozenset[str]] = field(default_factory=dict)
+    batch_local_root: str | None = None
+    batch_chunk_rows: int = 10_000  # CSV rows per task
+    batch_files_per_task: int = 32
+    batch_visibility_floor_seconds: int = 30  # a dead worker's task comes back after about this
+    batch_worker_threads: int = 1  # onnxruntime threads per batch worker process
     names: Names = field(default_factory=Names)
 
     @classmethod
@@ -47,5 +68,13 @@ class Settings:
             autoscale_interval_seconds=_float("MODELFLEET_AUTOSCALE_INTERVAL", 10.0),
             scale_to_zero_after_seconds=_float("MODELFLEET_SCALE_TO_ZERO_AFTER", 900.0),
             autoscale_cooldown_seconds=_float("MODELFLEET_AUTOSCALE_COOLDOWN", 300.0),
-            names=Names(prefix=stack),
+            service_tick_seconds=_float("MODELFLEET_SERVICE_TICK", 2.0),
+            service_seconds_per_minute=_float("MODELFLEET_SERVICE_SECONDS_PER_MINUTE", 60.0),
+            batch_buckets=_grants(os.environ.get("MODELFLEET_BATCH_BUCKETS", "")),
+            batch_local_root=os.environ.get("MODELFLEET_BATCH_LOCAL_ROOT") or None,
+            batch_chunk_rows=_int("MODELFLEET_BATCH_CHUNK_ROWS", 10_000),
+            batch_files_per_task=_int("MODELFLEET_BATCH_FILES_PER_TASK", 32),
+            batch_visibility_floor_seconds=_int("MODELFLEET_BATCH_VISIBILITY_SECONDS", 30),
+            batch_worker_threads=_int("MODELFLEET_BATCH_WORKER_THREADS", 1),
+            names=Names(prefix=stack, account=os.environ.get("MODELFLEET_ACCOUNT_ID") or Names.account),
         )

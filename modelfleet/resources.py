@@ -39,6 +39,10 @@ class QueueSpec:
     visibility_timeout_seconds: int = 30
     max_receive_count: int = 5
     retention_seconds: int = 4 * 86_400
+    # The Lambda handler (a name in infra/handlers.py) that consumes the queue in the cloud through
+    # an event source mapping; None: a long-running process polls it (the local gateway). The cloud
+    # program raises the visibility timeout to at least 6x that function's timeout.
+    consumer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec("sweep_nodes", 1.0, setting="heartbeat_interval_seconds"),
     ScheduleSpec("relay_outbox", 5.0),
     ScheduleSpec("autoscale", 10.0, setting="autoscale_interval_seconds"),
+    # /v1 services: status changes + notifications, rollout steps, auto-stop schedules.
+    ScheduleSpec("services", 2.0, setting="service_tick_seconds"),
+    ScheduleSpec("pipeline_schedules", 1.0),  # fire due periodic pipeline deployments
+    ScheduleSpec("edge_rollouts", 1.0),  # advance fleet rollouts, mark silent edge nodes offline
 )
 
 TABLES: tuple[TableSpec, ...] = (
@@ -89,9 +97,30 @@ TABLES: tuple[TableSpec, ...] = (
         "routes", "deployment_uid", "route_key", indexes=(Index("by_node", "node_id", "deployment_uid"),)
     ),
     TableSpec("nodes", "node_id"),
+    # Edge nodes, registration tokens, desired states, node status, edge services and rollouts.
+    TableSpec("edge", "pk", "sk"),
+    TableSpec("edge_status", "pk", "sk", durable=False),  # edge nodes' heartbeats and reports
     TableSpec("heartbeats", "node_id", ttl_attribute="expires_at", durable=False),
     # powertools idempotency records of creates sent with an Idempotency-Key header.
     TableSpec("idempotency", "id", ttl_attribute="expiration"),
+    # Pipelines (the pipeline face), their deployments (by endpoint path: the endpoint-token route)
+    # and executions (listed per pipeline and per deployment, newest first).
+    TableSpec("pipelines", "project_id", "pipeline_name"),
+    TableSpec(
+        "pipeline_deployments",
+        "project_id",
+        "name",
+        indexes=(Index("by_endpoint_path", "endpoint_url_path"),),
+    ),
+    TableSpec(
+        "pipeline_executions",
+        "project_id",
+        "execution_id",
+        indexes=(
+            Index("by_pipeline", "pipeline_key", "created_at"),
+            Index("by_deployment", "deployment_key", "created_at"),
+        ),
+    ),
     TableSpec(
         "events",
         "aggregate_id",
@@ -99,6 +128,9 @@ TABLES: tuple[TableSpec, ...] = (
         indexes=(Index("outbox", "outbox", "event_id"),),
         ttl_attribute="expires_at",
     ),
+    # Batch services (modelfleet/batch): a job per service, and its planned tasks.
+    TableSpec("batch_jobs", "project_id", "job_id"),
+    TableSpec("batch_tasks", "job_id", "task_id"),
 )
 
 QUEUES: tuple[QueueSpec, ...] = (
@@ -106,6 +138,10 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(
         "gateway-invalidations", visibility_timeout_seconds=30, max_receive_count=3, retention_seconds=600
     ),
+    # Batch tasks (and plan requests) for the batch workers; a task failing 3 receives goes to the
+    # DLQ (poison input) and into its job's error report. Workers set each message's visibility to
+    # suit its chunk and extend it while they work.
+    QueueSpec("batch-tasks", visibility_timeout_seconds=60, max_receive_count=3),
 )
 
 TOPICS: tuple[TopicSpec, ...] = (TopicSpec("events"),)
@@ -120,6 +156,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
             "event_type": [
                 "deployment.state_changed",
                 "deployment.deleted",
+                "deployment.updated",
                 "route.state_changed",
                 "node.state_changed",
             ]
@@ -129,10 +166,28 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """A CloudWatch metric the platform publishes and the cloud program acts on."""
+
+    namespace: str
+    name: str
+    unit: str = "None"
+    dimension: str = "Stack"  # its value is the stack prefix (Names.prefix)
+
+
+# The workers' demand signal: processors wanted by the allocations of cloud deployments divided by
+# the processors of live cloud nodes (2.0: twice the nodes are needed). The autoscale task publishes
+# it; the cloud program's ECS service scales on it.
+WORKER_DEMAND = MetricSpec("modelfleet", "ProcessorDemandRatio")
+
+
+@dataclass(frozen=True)
 class Names:
     """Physical names for a stack: `<prefix>-<logical>`."""
 
     prefix: str = "modelfleet"
+    # Bucket names are global: the cloud sets the real account id (MODELFLEET_ACCOUNT_ID).
+    account: str = "000000000000"
 
     def table(self, logical: str) -> str:
         return f"{self.prefix}-{logical}"
@@ -146,8 +201,8 @@ class Names:
     def topic(self, logical: str) -> str:
         return f"{self.prefix}-{logical}"
 
-    def bucket(self, logical: str, account: str = "000000000000", region: str = "us-east-1") -> str:
-        return f"{self.prefix}-{logical}-{account}-{region}"
+    def bucket(self, logical: str, account: str | None = None, region: str = "us-east-1") -> str:
+        return f"{self.prefix}-{logical}-{account or self.account}-{region}"
 
 
 def table_spec(logical: str) -> TableSpec:

@@ -16,6 +16,12 @@ class EventType(StrEnum):
     ROUTE_STATE_CHANGED = "route.state_changed"
     NODE_STATE_CHANGED = "node.state_changed"
     MODEL_STATE_CHANGED = "model.state_changed"
+    DEPLOYMENT_UPDATED = "deployment.updated"  # versions/weights changed (a rollout step)
+    SERVICE_STATUS_CHANGED = "service.status_changed"  # /v1 services: deploying, running, ...
+    SERVICE_NOTIFICATION = "service.notification"  # delivered to the service's own SNS topic
+    EDGE_SERVICE_STATE_CHANGED = "edge_service.state_changed"
+    EDGE_NODE_STATE_CHANGED = "edge_node.state_changed"
+    BATCH_JOB_STATE_CHANGED = "batch_job.state_changed"
 
 
 class StatusEvent(Record):

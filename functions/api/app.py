@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.api import deployments, keys, models, nodes, projects
+from functions.api import deployments, edge, keys, models, nodes, projects
 from functions.api.context import error_body, json_response
 from functions.resolver import ThreadSafeHttpResolver
 from modelfleet.adapters.errors import BackendUnavailable
@@ -31,7 +31,7 @@ PREFIX = "/api/v1"
 
 # A response that fails its own schema is our bug: 500, logged, never blamed on the caller.
 app = ThreadSafeHttpResolver(enable_validation=True, response_validation_error_http_code=500)
-for module in (models, deployments, nodes, keys, projects):
+for module in (models, deployments, nodes, keys, projects, edge):
     app.include_router(module.router, prefix=PREFIX)
 
 

@@ -34,6 +34,7 @@ class Write:
     attrs: dict[str, str | int] = field(default_factory=dict)
     remove: tuple[str, ...] = ()
     delete: bool = False
+    add: dict[str, int] = field(default_factory=dict)  # atomic counters (ADD), attribute-only updates
 
 
 def _attr(value: str | int) -> dict[str, str]:
@@ -77,7 +78,7 @@ class DynamoStore:
         if w.delete:
             req: dict[str, Any] = {"TableName": table, "Key": key}
             kind = "Delete"
-        elif w.doc is not None and not w.remove:
+        elif w.doc is not None and not w.remove and not w.add:
             item = dict(key)
             item.update({k: _attr(v) for k, v in w.attrs.items()})
             item["v"] = {"N": str(w.version)}
@@ -93,6 +94,11 @@ class DynamoStore:
             expr = ""
             if sets:
                 expr += "SET " + ", ".join(sets)
+            if w.add:
+                for n, (k, amount) in enumerate(w.add.items()):
+                    names[f"#c{n}"] = k
+                    values[f":c{n}"] = {"N": str(amount)}
+                expr += (" " if expr else "") + "ADD " + ", ".join(f"#c{n} :c{n}" for n in range(len(w.add)))
             if w.remove:
                 for j, k in enumerate(w.remove):
                     names[f"#r{j}"] = k
@@ -137,6 +143,17 @@ class DynamoStore:
         if not item or "doc" not in item:
             return None
         return model.model_validate_json(item["doc"]["S"]), int(item.get("v", {"N": "0"})["N"])
+
+    def get_numbers(self, logical: str, key: dict[str, str], names: tuple[str, ...]) -> dict[str, int]:
+        """The numeric attributes `names` of an item (counters kept beside its doc); 0 when absent."""
+        out = self._call(
+            "get_item",
+            TableName=self._table(logical),
+            Key={k: _attr(v) for k, v in key.items()},
+            ConsistentRead=True,
+        )
+        item = out.get("Item") or {}
+        return {n: int(item[n]["N"]) if n in item and "N" in item[n] else 0 for n in names}
 
     def query(
         self,

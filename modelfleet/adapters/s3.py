@@ -91,6 +91,30 @@ class ArtifactStore:
                 return keys
             token = page.get("NextContinuationToken")
 
+    def get_bytes(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """An object, or its bytes [start, end) (a ranged GET) when given."""
+        extra = {"Range": f"bytes={start}-{end - 1}"} if start is not None and end is not None else {}
+        if extra and end is not None and start is not None and end <= start:
+            return b""
+        body = self._call("get_object", Key=key, **extra)["Body"]
+        try:
+            data: bytes = body.read()
+            return data
+        finally:
+            body.close()
+
+    def list_objects(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size) of every object under `prefix`, in key order."""
+        found: list[tuple[str, int]] = []
+        token: str | None = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = self._call("list_objects_v2", Prefix=prefix, **extra)
+            found += [(o["Key"], int(o.get("Size", 0))) for o in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return found
+            token = page.get("NextContinuationToken")
+
     def upload_file(self, key: str, path: str) -> None:
         """A local file to S3 (multipart for large files, handled by boto3's transfer manager)."""
         try:

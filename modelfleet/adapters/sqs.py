@@ -59,3 +59,73 @@ class QueueConsumer:
             )
         except (ClientError, BotoCoreError) as e:
             raise BackendUnavailable(f"SQS delete failed: {e}") from e
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message with how many times it has been received (SQS's ApproximateReceiveCount)."""
+
+    body: str
+    receipt: str
+    receive_count: int
+    message_id: str
+
+
+class WorkQueue:
+    """A work queue with a DLQ: send, long-poll receive, extend visibility, delete (batch tasks)."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._c = client
+        self.queue_url = queue_url
+
+    def _call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._c, op)(QueueUrl=self.queue_url, **kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise BackendUnavailable(f"SQS {op} failed: {e}") from e
+
+    def send(self, bodies: list[str]) -> None:
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start : start + 10]
+            out = self._call(
+                "send_message_batch", Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)]
+            )
+            if out.get("Failed"):
+                raise BackendUnavailable(f"SQS send failed for {len(out['Failed'])} message(s)")
+
+    def receive(
+        self, wait_seconds: int, max_messages: int = 1, visibility_seconds: int | None = None
+    ) -> list[Received]:
+        extra = {"VisibilityTimeout": visibility_seconds} if visibility_seconds is not None else {}
+        out = self._call(
+            "receive_message",
+            WaitTimeSeconds=wait_seconds,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["ApproximateReceiveCount"],
+            **extra,
+        )
+        return [
+            Received(
+                body=m["Body"],
+                receipt=m["ReceiptHandle"],
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                message_id=m["MessageId"],
+            )
+            for m in out.get("Messages", [])
+        ]
+
+    def set_visibility(self, receipt: str, seconds: int) -> None:
+        self._call("change_message_visibility", ReceiptHandle=receipt, VisibilityTimeout=seconds)
+
+    def delete(self, receipt: str) -> None:
+        self._call("delete_message", ReceiptHandle=receipt)
+
+    def depth(self) -> int:
+        """Visible plus in-flight messages (approximate, as SQS reports them)."""
+        attrs = self._call(
+            "get_queue_attributes",
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+            attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )

@@ -11,17 +11,21 @@ from modelfleet.adapters import aws
 from modelfleet.adapters.dynamo import DynamoStore
 from modelfleet.adapters.node_http import NodeNudger
 from modelfleet.adapters.s3 import ArtifactStore
-from modelfleet.adapters.sns import EventPublisher
+from modelfleet.adapters.service_schedules import OneTimeSchedules
+from modelfleet.adapters.sns import EventPublisher, TopicNotifier
 from modelfleet.config import Settings
 from modelfleet.control.autoscaling import Autoscaler
 from modelfleet.control.deployments import DeploymentService
 from modelfleet.control.events import EventLog
 from modelfleet.control.keys import KeyService
 from modelfleet.control.nodes import NodeService
+from modelfleet.control.notifications import Notifications
 from modelfleet.control.planning import Planner
 from modelfleet.control.registry import ModelRegistry
 from modelfleet.control.repository import Repository
+from modelfleet.control.services import ServiceControl
 from modelfleet.core.autoscale import AutoscaleSettings
+from schemas.events import EventType
 
 
 def utcnow() -> datetime:
@@ -42,6 +46,7 @@ class ControlPlane:
     artifacts: ArtifactStore
     nudger: NodeNudger
     autoscaler: Autoscaler
+    services: ServiceControl
 
     @classmethod
     def build(cls, settings: Settings) -> ControlPlane:
@@ -83,7 +88,41 @@ class ControlPlane:
             artifacts=artifacts,
             nudger=nudger,
             autoscaler=Autoscaler(repo, deployments, autoscale),
+            services=_services(settings, repo, events, planner, deployments, nudger, sns),
         )
+
+
+def _services(
+    settings: Settings,
+    repo: Repository,
+    events: EventLog,
+    planner: Planner,
+    deployments: DeploymentService,
+    nudger: NodeNudger,
+    sns: object,
+) -> ServiceControl:
+    """Services (/v1): their SMN notifications go through the outbox to each service's topic."""
+    notifications = Notifications(TopicNotifier(sns))
+    events.deliverers[EventType.SERVICE_NOTIFICATION] = notifications.deliver
+    schedules = None
+    if settings.aws_endpoint is None:  # the cloud: one-time EventBridge schedules (moto never fires them)
+        account, stack = settings.names.account, settings.stack
+        schedules = OneTimeSchedules(
+            aws.client("scheduler", settings),
+            f"{stack}-services",
+            f"arn:aws:lambda:{settings.region}:{account}:function:{stack}-scheduler",
+            f"arn:aws:iam::{account}:role/{stack}-scheduler",
+        )
+    return ServiceControl(
+        repo,
+        events,
+        planner,
+        deployments,
+        nudger.nudge,
+        notifications,
+        settings.service_seconds_per_minute,
+        schedules,
+    )
 
 
 _lock = threading.Lock()

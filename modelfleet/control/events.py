@@ -10,7 +10,7 @@ Consumers de-duplicate by `event_id` (delivery is at least once).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from modelfleet.adapters.dynamo import Write
@@ -24,10 +24,19 @@ log = logging.getLogger(__name__)
 
 
 class EventLog:
-    def __init__(self, repo: Repository, publisher: EventPublisher, keep_days: int = 30) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        publisher: EventPublisher,
+        keep_days: int = 30,
+        deliverers: Mapping[EventType, Callable[[StatusEvent], None]] | None = None,
+    ) -> None:
         self._repo = repo
         self._publisher = publisher
         self._keep = timedelta(days=keep_days)
+        # Event types delivered somewhere else than the platform topic (e.g. a service's own
+        # notification topic); they go through the same outbox, so none is lost either.
+        self.deliverers: dict[EventType, Callable[[StatusEvent], None]] = dict(deliverers or {})
 
     @staticmethod
     def new(
@@ -64,7 +73,7 @@ class EventLog:
         """Publish committed events; whatever fails stays in the outbox for `relay()`."""
         for ev in events:
             try:
-                self._publisher.publish(ev)
+                self.deliverers.get(ev.type, self._publisher.publish)(ev)
                 self._repo.store.write(self._repo.event_published(ev))
             except AdapterError as e:
                 log.warning("event %s left in the outbox: %s", ev.event_id, e)

@@ -57,6 +57,14 @@ def load_snapshot(repo: Repository) -> Snapshot:
     return Snapshot(repo.list_nodes(), repo.heartbeats(), deployments, dict(routes))
 
 
+def version_pool(d: DeploymentRecord, version_id: str) -> str | None:
+    """The named node pool a version must run in (services choose one per config entry);
+    None = the shared pool."""
+    pools = d.face.get("pools")
+    pool = pools.get(version_id) if isinstance(pools, dict) else None
+    return str(pool) if pool else None
+
+
 def unit_id(d: DeploymentRecord, version_id: str) -> str:
     return f"{d.uid}/{version_id}"
 
@@ -97,6 +105,7 @@ def placement_context(snap: Snapshot, now: datetime, lost_after: float) -> Place
                     ),
                     priority=d.priority,
                     current=current,
+                    pool=version_pool(d, v.version_id),
                 )
             )
     return PlacementContext(now=now, nodes=nodes, requests=requests)

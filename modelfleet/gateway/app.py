@@ -25,6 +25,7 @@ from functions.api import app as api
 from modelfleet.adapters import aws
 from modelfleet.adapters.sqs import QueueConsumer
 from modelfleet.config import Settings
+from modelfleet.console.mount import console_mount
 from modelfleet.control.container import control_plane, utcnow
 from modelfleet.gateway.auth import Authenticator
 from modelfleet.gateway.dataplane import (
@@ -38,12 +39,20 @@ from modelfleet.gateway.dataplane import (
 )
 from modelfleet.gateway.es_face import EsControl, EsInfer, es_error
 from modelfleet.gateway.faces import FaceMount, GatewayContext, MountFactory, lambda_endpoint
+from modelfleet.gateway.pipeline_face import pipeline_mount
 from modelfleet.gateway.routing_table import RoutingTables
+from modelfleet.gateway.service_face import service_face
+from modelfleet.observability.exposition import metrics_mount
 
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json"})
 
 # The faces beyond the native and Elasticsearch ones: each a `MountFactory` (faces.py).
-FACES: list[MountFactory] = []
+FACES: list[MountFactory] = [
+    console_mount,  # /console (modelfleet/console)
+    metrics_mount,  # /metrics (modelfleet/observability)
+    pipeline_mount,  # /mlops (the craft-ai-sdk client's pipelines: modelfleet/faces/pipelines)
+    service_face,  # /v1/{project_id}/services and /models (modelfleet/faces/service)
+]
 
 log = logging.getLogger(__name__)
 

@@ -85,6 +85,10 @@ class LocalPlatform:
     def node_pids(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.refresh()["nodes"].items()}
 
+    def batch_worker_pids(self) -> dict[str, int]:
+        """Batch worker processes by id (restarted by the platform after they die)."""
+        return {k: int(v) for k, v in self.refresh().get("batch_workers", {}).items()}
+
     def node_rss(self, node_id: str) -> int:
         """RSS of a node process and its children (the models live in the node)."""
         proc = psutil.Process(self.node_pids()[node_id])

@@ -50,6 +50,8 @@ class PlatformOptions:
     bootstrap_key: str | None = None
     stack: str = "modelfleet"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Batch worker processes (modelfleet.batch.worker), supervised like nodes.
+    batch_workers: int = field(default_factory=lambda: int(os.environ.get("MODELFLEET_BATCH_WORKERS", "1")))
     # HTTPS: "self-signed" (a local CA under home/tls), or a given certificate and key (tls_ca: the
     # CA that signed them, for the nodes to trust; None means a publicly trusted one). Defaults from
     # MODELFLEET_TLS, MODELFLEET_TLS_CERT, MODELFLEET_TLS_KEY and MODELFLEET_TLS_CA.
@@ -113,6 +115,7 @@ class LocalPlatform:
         self.aws_proc: subprocess.Popen[str] | None = None
         self.aws_endpoint = ""
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self.batch_workers: dict[str, subprocess.Popen[bytes]] = {}
         self._node_died_at: dict[str, float] = {}
         self._stopping = threading.Event()
         self.url = ""
@@ -173,6 +176,20 @@ class LocalPlatform:
         self.nodes[node_id] = subprocess.Popen(args, env=env)
         self._node_died_at.pop(node_id, None)
 
+    def start_batch_worker(self, worker_id: str) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "modelfleet.batch.worker",
+            "--worker-id",
+            worker_id,
+            "--model-dir",
+            str(self.home / "batch" / worker_id / "models"),
+            "--exit-with-parent",
+        ]
+        self.batch_workers[worker_id] = subprocess.Popen(args)
+        self._node_died_at.pop(worker_id, None)
+
     def _supervise_nodes(self) -> None:
         restart_after = self.opts.restart_nodes_after
         if restart_after is None:
@@ -186,6 +203,14 @@ class LocalPlatform:
                     continue
                 log.warning("node %s exited (%s); restarting it", node_id, proc.returncode)
                 self.start_node(node_id)
+            for worker_id, proc in list(self.batch_workers.items()):
+                if proc.poll() is None or self._stopping.is_set():
+                    continue
+                died = self._node_died_at.setdefault(worker_id, time.monotonic())
+                if time.monotonic() - died < restart_after:
+                    continue
+                log.warning("batch worker %s exited (%s); restarting it", worker_id, proc.returncode)
+                self.start_batch_worker(worker_id)
             self._write_run_file()
 
     # --- lifecycle --------------------------------------------------------------------------------------
@@ -224,6 +249,7 @@ class LocalPlatform:
             "pid": os.getpid(),
             "aws_pid": self.aws_proc.pid if self.aws_proc else None,
             "nodes": {n: p.pid for n, p in self.nodes.items() if p.poll() is None},
+            "batch_workers": {n: p.pid for n, p in self.batch_workers.items() if p.poll() is None},
             "ca_file": str(self.tls.ca) if self.tls and self.tls.ca else None,
         }
         path = self.home / "run" / "platform.json"
@@ -244,6 +270,8 @@ class LocalPlatform:
         self.url = f"{'https' if self.tls else 'http'}://{self.opts.host}:{port}"
         for i in range(self.opts.nodes):
             self.start_node(f"node-{i + 1}")
+        for i in range(self.opts.batch_workers):
+            self.start_batch_worker(f"batch-{i + 1}")
         self._write_run_file()
         threading.Thread(target=self._supervise_nodes, name="node-supervisor", daemon=True).start()
         print(f"modelfleet is serving on {self.url}", flush=True)
@@ -316,13 +344,13 @@ class LocalPlatform:
     def _terminate_nodes(self) -> None:
         """Nodes stop first, so none of them syncs against a gateway that is going away."""
         self._stopping.set()
-        for proc in self.nodes.values():
+        for proc in [*self.nodes.values(), *self.batch_workers.values()]:
             if proc.poll() is None:
                 proc.terminate()
 
     def shutdown(self) -> None:
         self._terminate_nodes()
-        for proc in self.nodes.values():
+        for proc in [*self.nodes.values(), *self.batch_workers.values()]:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,85 @@
+"""One task's rows through a real ONNX model: batched results in row order, bad rows in the error
+lines (the rest unaffected), malformed lines parsed one by one, and non-UTF-8 chunks failing the
+task as a whole (a poison input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from modelfleet.batch.execute import TaskError, run_csv_chunk, run_files
+from modelfleet.batch.mapping_rule import compile_rule
+from modelfleet.runtime.backends import LoadedModel, load_model
+from tests.e2e.batch_support import SEED_CSV_RULE, five_input_model, npy_bytes
+
+WEIGHTS = np.array([5, 4, 3, 2, 1])  # the seed's rule: input5 <- column 0 ... input1 <- column 4
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    path = five_input_model(tmp_path_factory.mktemp("five") / "five.onnx")
+    return load_model("onnx", path, None, 1)
+
+
+def _lines(data: bytes) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_rows_run_batched_in_order_and_bad_rows_are_reported(five: LoadedModel) -> None:
+    data = b"1,2,3,4,5\n1,x,3,4,5\n0,0,0,0,1\n\n2,2,2,2,2\n"
+    result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=100, rows=5)
+    assert [(r["row"], r["outputs"]["y"]) for r in _lines(result.results)] == [
+        (100, 35.0),
+        (102, 1.0),
+        (104, 30.0),
+    ]
+    assert [r["row"] for r in _lines(result.errors)] == [101, 103]
+    assert (result.rows_ok, result.rows_failed) == (3, 2)
+
+
+def test_a_malformed_line_fails_only_itself(five: LoadedModel) -> None:
+    data = b'1,2,3,4,5\n"unterminated,1,1,1,1\n1,1,1,1,1,9,9\n1,1,1,1,1\n'
+    result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=0, rows=4)
+    ok_rows = [r["row"] for r in _lines(result.results)]
+    assert 0 in ok_rows and 3 in ok_rows and 1 not in ok_rows
+    assert result.rows_ok + result.rows_failed == 4
+
+
+def test_a_large_chunk_matches_the_reference(five: LoadedModel) -> None:
+    rows = np.random.default_rng(0).integers(-50, 50, size=(20_000, 5))
+    data = "\n".join(",".join(str(v) for v in r) for r in rows).encode() + b"\n"
+    result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=0, rows=len(rows))
+    got = np.array([r["outputs"]["y"] for r in _lines(result.results)])
+    assert result.rows_failed == 0 and np.allclose(got, rows @ WEIGHTS)
+
+
+def test_non_utf8_fails_the_task(five: LoadedModel) -> None:
+    with pytest.raises(TaskError, match="not UTF-8"):
+        run_csv_chunk(b"\xff\xfe,1,1,1,1\n", compile_rule(SEED_CSV_RULE), five, row_start=0, rows=1)
+
+
+def test_files_of_one_shape_run_together(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["input", "two"], ["s"])],
+        "double",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])],
+    )
+    path = tmp_path / "double.onnx"
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    model = load_model("onnx", path, None, 1)
+    files = [
+        ("s3://b/a.npy", "a.npy", npy_bytes(np.array([1, 2, 3], dtype=np.float32))),
+        ("s3://b/b.json", "b.json", b"[[1, 1, 1], [2, 2, 2]]"),
+        ("s3://b/c.json", "c.json", b"[1, 2]"),
+    ]
+    out = run_files(files, model)
+    assert orjson.loads(out.results["a.npy"])["outputs"]["s"] == [[2.0, 4.0, 6.0]]
+    assert orjson.loads(out.results["b.json"])["outputs"]["s"] == [[2.0, 2.0, 2.0], [4.0, 4.0, 4.0]]
+    assert "c.json" in out.errors
