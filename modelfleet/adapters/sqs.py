@@ -129,3 +129,22 @@ class WorkQueue:
         return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
             attrs.get("ApproximateNumberOfMessagesNotVisible", 0)
         )
+
+
+def redrive(source: WorkQueue, dlq: WorkQueue, limit: int | None = None) -> int:
+    """Move messages from a dead-letter queue back to its source queue; returns how many moved.
+
+    Each message is sent to the source before it is deleted from the DLQ, so a crash in between
+    leaves it in both (delivered twice, never lost); consumers of modelfleet's queues write
+    results under deterministic keys, so a second delivery changes nothing. SQS's own
+    `StartMessageMoveTask` does the same in the cloud; the local AWS stand-in lacks it."""
+    moved = 0
+    while limit is None or moved < limit:
+        batch = dlq.receive(0, min(10, limit - moved) if limit is not None else 10, visibility_seconds=30)
+        if not batch:
+            return moved
+        for m in batch:
+            source.send([m.body])
+            dlq.delete(m.receipt)
+            moved += 1
+    return moved
