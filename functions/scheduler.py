@@ -7,9 +7,21 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from modelfleet.adapters import aws
+from modelfleet.adapters.cloudwatch import MetricPublisher
+from modelfleet.config import Settings
 from modelfleet.control.container import control_plane, utcnow
+from modelfleet.control.demand import publish_worker_demand
 
 logger = Logger(service="modelfleet-scheduler")
+_publisher: MetricPublisher | None = None
+
+
+def _metrics(settings: Settings) -> MetricPublisher:
+    global _publisher
+    if _publisher is None:
+        _publisher = MetricPublisher(aws.client("cloudwatch", settings), settings.names.prefix)
+    return _publisher
 
 
 def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
@@ -23,7 +35,11 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         return {"task": task, "lost": lost}
     if task == "autoscale":
         changes = cp.autoscaler.tick(now)
-        return {"task": task, "changes": changes}
+        settings = Settings.from_env()
+        demand = publish_worker_demand(
+            cp.repo, _metrics(settings), now, settings.node_lost_after_seconds
+        )  # the cloud's workers scale on it
+        return {"task": task, "changes": changes, "processor_demand_ratio": demand}
     if task == "edge_rollouts":
         from modelfleet.control.edge import edge_control
 
