@@ -1,14 +1,19 @@
-"""EventBridge Scheduler: the schedules of periodic pipeline deployments.
+"""EventBridge Scheduler, the one adapter: the schedules of periodic pipeline deployments
+(`PipelineSchedules`) and one-time schedules such as a service's auto-stop (`OneTimeSchedules`).
 
-Each periodic deployment is one schedule (`cron(...)`, UTC) in the stack's schedule group, whose
-target is the scheduled handler with `{"task": "pipeline_fire", ...}`. moto stores schedules but
-never fires them, so the local platform's scheduler fires due deployments itself from the
-records; this adapter keeps the cloud's view in step.
+Periodic deployments are one `cron(...)` schedule each (UTC) in the stack's schedule group, whose
+target is the scheduled handler with `{"task": "pipeline_fire", ...}`. A service with a stop
+schedule gets a one-time `at(<due time>)` schedule that invokes the handler with
+`{"task": "services"}`, whose sweep stops every service that is due (so a lost or early schedule
+changes nothing: the sweep decides from the record); it deletes itself after it fires. moto stores
+schedules but never fires them, so the local platform's scheduler fires due deployments and runs
+the sweep itself, from the records; this adapter keeps the cloud's view in step.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -16,7 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from modelfleet.adapters.errors import BackendUnavailable
 
 
-class PipelineSchedules:
+class _Schedules:
+    """Calls into one schedule group, created on first use; "already gone" and "already there"
+    answers of the operations that tolerate them are not errors."""
+
+    # create_schedule is tolerated only where a schedule's name makes it the same one (one-time)
+    TOLERATE_EXISTING: frozenset[str] = frozenset({"create_schedule_group"})
+
     def __init__(self, client: Any, group: str, target_arn: str, role_arn: str) -> None:
         self._c = client
         self.group = group
@@ -31,7 +42,7 @@ class PipelineSchedules:
             code = e.response.get("Error", {}).get("Code", "")
             if op == "delete_schedule" and code == "ResourceNotFoundException":
                 return None
-            if op == "create_schedule_group" and code == "ConflictException":
+            if op in self.TOLERATE_EXISTING and code == "ConflictException":
                 return None
             raise BackendUnavailable(f"EventBridge Scheduler {op} failed: {code or e}") from e
         except BotoCoreError as e:
@@ -42,6 +53,8 @@ class PipelineSchedules:
             self._call("create_schedule_group", Name=self.group)
             self._group_ready = True
 
+
+class PipelineSchedules(_Schedules):
     @staticmethod
     def name_of(project_id: str, deployment: str) -> str:
         return f"{project_id}--{deployment}"[:64]
@@ -82,3 +95,25 @@ class PipelineSchedules:
 
     def delete(self, project_id: str, deployment: str) -> None:
         self._call("delete_schedule", Name=self.name_of(project_id, deployment), GroupName=self.group)
+
+
+class OneTimeSchedules(_Schedules):
+    TOLERATE_EXISTING = frozenset({"create_schedule_group", "create_schedule"})
+
+    def put(self, name: str, at: datetime, payload: dict[str, Any]) -> None:
+        """Fire `payload` at the handler once, at `at` (UTC, to the second)."""
+        self._ensure_group()
+        self._call("delete_schedule", Name=name, GroupName=self.group)
+        self._call(
+            "create_schedule",
+            Name=name[:64],
+            GroupName=self.group,
+            ScheduleExpression=f"at({at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S')})",
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            ActionAfterCompletion="DELETE",
+            Target={"Arn": self._target_arn, "RoleArn": self._role_arn, "Input": json.dumps(payload)},
+        )
+
+    def delete(self, name: str) -> None:
+        self._call("delete_schedule", Name=name[:64], GroupName=self.group)

@@ -11,7 +11,7 @@ from modelfleet.adapters import aws
 from modelfleet.adapters.dynamo import DynamoStore
 from modelfleet.adapters.node_http import NodeNudger
 from modelfleet.adapters.s3 import ArtifactStore
-from modelfleet.adapters.service_schedules import OneTimeSchedules
+from modelfleet.adapters.scheduler import OneTimeSchedules
 from modelfleet.adapters.sns import EventPublisher, TopicNotifier
 from modelfleet.config import Settings
 from modelfleet.control.autoscaling import Autoscaler

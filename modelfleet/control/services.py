@@ -19,7 +19,7 @@ from typing import Any
 
 from modelfleet.adapters.dynamo import ABSENT
 from modelfleet.adapters.errors import AdapterError, ConditionFailed
-from modelfleet.adapters.service_schedules import OneTimeSchedules
+from modelfleet.adapters.scheduler import OneTimeSchedules
 from modelfleet.control.deployments import DeploymentService
 from modelfleet.control.errors import Conflict
 from modelfleet.control.events import EventLog
