@@ -64,13 +64,16 @@ def allocation_status(d: DeploymentRecord, routes: list[RouteRecord]) -> dict[st
 
 
 def reached(wait_for: str, d: DeploymentRecord, routes: list[RouteRecord]) -> bool:
-    status = str(allocation_status(d, routes)["state"])
+    """Whether `wait_for` is reached. A node marks its route started a moment before the
+    deployment record follows; waiting for the record too keeps the answer's `assignment_state`
+    and an `_update` sent right after consistent with what was waited for."""
     if wait_for == "starting":
         return True
+    if d.state != DeploymentState.STARTED:
+        return False
+    status = str(allocation_status(d, routes)["state"])
     if wait_for == "started":
-        return status in ("started", "fully_allocated") or (
-            d.state == DeploymentState.STARTED and d.versions[0].allocations == 0
-        )
+        return status in ("started", "fully_allocated") or d.versions[0].allocations == 0
     return status == "fully_allocated"
 
 
