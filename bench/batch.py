@@ -2,10 +2,10 @@
 against a plain loop over the same file in the same run.
 
 * **modelfleet:** a batch service (the service face's `infer_type: batch`) on a local platform
-  of its own (no nodes; two batch workers, one onnxruntime thread each, 5,000-row chunks),
+  of its own (no nodes; two batch workers, one onnxruntime thread each, 25,000-row chunks),
   from the create request to the job's completion: planning, SQS, S3 reads and writes and
   progress records included.
-* **plain loop:** this process reads the same CSV (from a local file) with pandas in 10,000-row
+* **plain loop:** this process reads the same CSV (from a local file) with pandas in 25,000-row
   chunks, runs onnxruntime ``session.run`` per chunk (default threads) and writes the same JSON
   result lines to a local file. The loop without writing results is shown in the note.
 
@@ -28,7 +28,7 @@ from modelfleet.examples.digits import digits_data
 from modelfleet.local.launcher import LaunchOptions, launch, wait_for
 
 ROWS = 100_000
-CHUNK = 5_000
+CHUNK = 25_000
 BUCKET = "bench-batch"
 ADMIN_KEY = "mfk_benchbatch:bench-batch-secret-0123456789abcdef"
 RULE = {

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from modelfleet.batch.records import BatchTask, TaskKind
 
@@ -49,16 +50,18 @@ def plan_files(objects: Sequence[InputObject], files_per_task: int) -> list[Batc
     ]
 
 
-def line_starts(data: bytes) -> list[int]:
-    """Byte offsets where the lines of `data` start (a final newline starts no line)."""
+def line_starts(data: bytes) -> npt.NDArray[np.int64]:
+    """Byte offsets where the lines of `data` start (a final newline starts no line); an array, as
+    a file of millions of lines has millions of them and the plan needs only one per chunk."""
     if not data:
-        return []
+        return np.zeros(0, dtype=np.int64)
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n")) + 1
-    starts = np.concatenate(([0], newlines[newlines < len(data)]))
-    return [int(s) for s in starts]
+    return np.concatenate(([0], newlines[newlines < len(data)])).astype(np.int64)
 
 
-def plan_csv(obj: InputObject, starts: Sequence[int], chunk_rows: int, first_task: int) -> list[BatchTask]:
+def plan_csv(
+    obj: InputObject, starts: Sequence[int] | npt.NDArray[np.int64], chunk_rows: int, first_task: int
+) -> list[BatchTask]:
     """The row chunks of one CSV object whose lines start at `starts`; ids from `first_task`."""
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be at least 1")
@@ -71,8 +74,8 @@ def plan_csv(obj: InputObject, starts: Sequence[int], chunk_rows: int, first_tas
                 kind=TaskKind.CSV_ROWS,
                 keys=[obj.uri],
                 relative=[obj.relative],
-                byte_start=starts[first],
-                byte_end=starts[last] if last < len(starts) else obj.size,
+                byte_start=int(starts[first]),
+                byte_end=int(starts[last]) if last < len(starts) else obj.size,
                 row_start=first,
                 rows=last - first,
             )

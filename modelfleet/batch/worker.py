@@ -68,7 +68,7 @@ DLQ_SWEEP_EVERY = 3.0
 JOB_CACHE_SECONDS = 1.0
 PLAN_VISIBILITY_SECONDS = 30
 RECEIVE_BATCH = 10
-SMALL_TASK_ROWS = 10  # tasks this small are received RECEIVE_BATCH at a time
+SMALL_TASK_ROWS = 10  # after a task this small, up to RECEIVE_BATCH - 1 more are received at once
 
 # Keeps the message being worked on hidden for the given seconds (extended while it runs).
 Keeper = Callable[[int], contextlib.AbstractContextManager[Any]]
@@ -208,7 +208,6 @@ class BatchWorker:
         self.worker_id = worker_id
         self._last_sweep = 0.0
         self._jobs: dict[tuple[str, str], tuple[float, JobRecord]] = {}
-        self._last_rows = SMALL_TASK_ROWS + 1  # rows of the last task run (plans count as big)
 
     def job(self, project_id: str, job_id: str) -> JobRecord:
         """The job, re-read at most every JOB_CACHE_SECONDS: a stop reaches workers that late (the
@@ -225,14 +224,15 @@ class BatchWorker:
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event, wait_seconds: int = 2) -> None:
-        """Small tasks are received up to RECEIVE_BATCH at a time (the receive is then the costly
-        call) and worked off in order, the waiting ones kept hidden; big ones one at a time, so
-        every worker gets its share of a job's chunks."""
+        """One message is received at a time, so every worker gets its share of a job's chunks. When
+        it is a small task (the receive is then the costly call), up to RECEIVE_BATCH - 1 more are
+        taken at once and worked off in order, the waiting ones kept hidden."""
         floor = self.s.settings.batch_visibility_floor_seconds
-        batch = 1
         while not stop.is_set():
             try:
-                messages = self.s.queue.receive(wait_seconds, batch, floor)
+                messages = self.s.queue.receive(wait_seconds, 1, floor)
+                if messages and is_small_task(messages[0].body):
+                    messages += self.s.queue.receive(0, RECEIVE_BATCH - 1, floor)
                 hidden_at = time.monotonic()
                 for i, m in enumerate(messages):
                     if stop.is_set():
@@ -244,8 +244,6 @@ class BatchWorker:
                         self.handle(m)
                     except AdapterError as e:  # this message only; it comes back by itself
                         log.warning("batch worker: message %s not handled (%s)", m.message_id, e)
-                if messages:
-                    batch = RECEIVE_BATCH if self._last_rows <= SMALL_TASK_ROWS else 1
                 if time.monotonic() - self._last_sweep > DLQ_SWEEP_EVERY:
                     self._last_sweep = time.monotonic()
                     self.sweep_dlq()
@@ -298,8 +296,15 @@ class BatchWorker:
         if body.get("type") == "plan":
             # hidden while it plans (listing, line counts, task writes), so no second planner starts
             floor = self.s.settings.batch_visibility_floor_seconds
+            started = time.perf_counter()
             with keep(max(floor, PLAN_VISIBILITY_SECONDS)) if keep else contextlib.nullcontext():
-                self.s.jobs.plan(job, self.s.storage, utcnow())
+                planned = self.s.jobs.plan(job, self.s.storage, utcnow())
+            log.info(
+                "batch job %s planned in %.3f s: %s",
+                job.job_id,
+                time.perf_counter() - started,
+                planned.reason,
+            )
             return Outcome.DONE
         task = BatchTask.model_validate(body["task"])
         return self.run_task(job, task, receive_count, keep)
@@ -314,7 +319,6 @@ class BatchWorker:
         """Run a task and record it once. A duplicate of a settled task runs again (its outputs are
         rewritten, identical) and records nothing: cheaper than reading every task's record first."""
         record = TaskRecord(job_id=job.job_id, task=task)
-        self._last_rows = task.rows
         floor = self.s.settings.batch_visibility_floor_seconds
         seconds = visibility_timeout(task, SECONDS_PER_ROW, floor, VISIBILITY_CEILING)
         started = time.perf_counter()
@@ -391,6 +395,15 @@ class BatchWorker:
             except (orjson.JSONDecodeError, KeyError, TypeError, NotFound):
                 continue
         return seen
+
+
+def is_small_task(raw: str) -> bool:
+    """A task message of at most SMALL_TASK_ROWS inputs (plans and unreadable bodies are not)."""
+    try:
+        body = orjson.loads(raw)
+        return body.get("type") == "task" and int(body["task"]["rows"]) <= SMALL_TASK_ROWS
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def _warm_imports() -> None:

@@ -3,16 +3,19 @@ before any I/O), manifests, and bodies to tensors."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from modelfleet.batch.jobs import plan_message, task_message
 from modelfleet.batch.manifest import ManifestError, parse_manifest
 from modelfleet.batch.mapping_rule import columns_to_body, compile_rule
 from modelfleet.batch.paths import DataPathPolicy, check_data_path
 from modelfleet.batch.planner import InputObject, line_starts, plan_csv, plan_files, visibility_timeout
-from modelfleet.batch.records import BatchTask, TaskKind
+from modelfleet.batch.records import BatchTask, JobRecord, MappingType, TaskKind
 from modelfleet.batch.requests import (
     BodyError,
     decode_file,
@@ -20,6 +23,7 @@ from modelfleet.batch.requests import (
     result_lines,
     tensors_from_columns,
 )
+from modelfleet.batch.worker import SMALL_TASK_ROWS, is_small_task
 from modelfleet.core.url_guard import RefusalCode, UrlRefused
 from schemas.tensors import Signature, TensorSpec
 
@@ -167,3 +171,30 @@ def test_files_decode_by_name_and_results_keep_row_order() -> None:
     )
     assert lines == b'{"row":7,"outputs":{"p":[0.5,1.0],"k":1}}\n{"row":9,"outputs":{"p":[2.0,3.0],"k":2}}\n'
     assert "/" in inference_routes("m", "1") and "/v2/models/m/versions/1/infer" in inference_routes("m", "1")
+
+
+def test_only_small_task_messages_are_received_in_batches() -> None:
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    job = JobRecord(
+        project_id="p",
+        job_id="j",
+        model_id="m",
+        src_path="s3://mine/in/",
+        dest_path="s3://mine/out/",
+        req_uri="/",
+        mapping_type=MappingType.CSV,
+        chunk_rows=5000,
+        files_per_task=32,
+        created_at=now,
+        updated_at=now,
+    )
+
+    def task(rows: int) -> BatchTask:
+        return BatchTask(task_id="000000", kind=TaskKind.CSV_ROWS, keys=["s3://mine/in/a.csv"], rows=rows)
+
+    assert is_small_task(task_message(job, task(1)))
+    assert is_small_task(task_message(job, task(SMALL_TASK_ROWS)))
+    # a chunk bigger than that is taken alone, so the other workers get their share of the job
+    assert not is_small_task(task_message(job, task(SMALL_TASK_ROWS + 1)))
+    assert not is_small_task(plan_message(job))
+    assert not is_small_task("not json") and not is_small_task('{"type": "task"}')
