@@ -16,7 +16,7 @@ from modelfleet.control.events import EventLog
 from modelfleet.control.ids import new_uid
 from modelfleet.control.planning import Planner, route_event, with_state
 from modelfleet.control.repository import Repository
-from modelfleet.core.lifecycle import DeploymentState, ModelState, RoutingState
+from modelfleet.core.lifecycle import WAITING_FOR_PLACEMENT, DeploymentState, ModelState, RoutingState
 from modelfleet.core.placement import Priority
 from schemas.deployments import (
     DeploymentCreate,
@@ -105,7 +105,7 @@ class DeploymentService:
             uid=new_uid(),
             kind=kind,
             state=DeploymentState.PENDING,
-            reason="waiting for placement",
+            reason=WAITING_FOR_PLACEMENT,
             versions=versions,
             priority=req.priority,
             queue_capacity=req.queue_capacity,
@@ -245,7 +245,7 @@ class DeploymentService:
         for v in rec.versions:
             self._ready_model(project_id, v.model_id)
         events: list[StatusEvent] = []
-        updated = with_state(rec, DeploymentState.PENDING, "waiting for placement", now, events)
+        updated = with_state(rec, DeploymentState.PENDING, WAITING_FOR_PLACEMENT, now, events)
         try:
             self._repo.store.transact(
                 [self._repo.deployment_write(updated, expect=rec.version_no), *self._events.writes(events)]

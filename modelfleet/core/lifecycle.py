@@ -30,6 +30,11 @@ class DeploymentState(StrEnum):
     STOPPED = "stopped"  # no allocations anywhere
 
 
+# The reason of a deployment the planner has not looked at yet; any other `pending` reason is the
+# planner's (no node has room), which the Elasticsearch face answers at once, as ES does.
+WAITING_FOR_PLACEMENT = "waiting for placement"
+
+
 class RoutingState(StrEnum):
     STARTING = "starting"
     STARTED = "started"

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from functions.authorizer import context_of
 from functions.es_api import app as es_api
 from modelfleet.core import ml_params
-from modelfleet.core.lifecycle import DeploymentState
+from modelfleet.core.lifecycle import WAITING_FOR_PLACEMENT, DeploymentState
 from modelfleet.faces.elastic.errors import error_body
 from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge, read_body
@@ -162,6 +162,13 @@ class EsInfer:
                 choice = entry.pick()
                 if choice is not None:
                     break
+                if entry.state == DeploymentState.PENDING and entry.reason != WAITING_FOR_PLACEMENT:
+                    return es_error(  # the planner found no room: ES answers at once, it does not wait
+                        409,
+                        "status_exception",
+                        f"Trained model deployment [{entry.deployment_id}] is not allocated to any nodes"
+                        f" ({entry.reason})",
+                    )
                 if not woken:  # scaled to zero: start an allocation; starting: wait for it
                     woken = entry.state in (DeploymentState.PENDING, DeploymentState.STARTING)
                     woken = woken or await self._wake(who.project_id, entry.deployment_id)

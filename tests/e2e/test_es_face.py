@@ -441,3 +441,26 @@ def test_fully_allocated_and_clamping_to_the_hardware(es: Elasticsearch, tiny_be
     assert current == 2 and started["assignment_state"] == "started"
     stats = es.ml.get_trained_models_stats(model_id="tiny-clamp")["trained_model_stats"][0]
     assert stats["deployment_stats"]["allocation_status"]["state"] == "fully_allocated"
+
+
+def test_a_deployment_no_node_has_room_for_answers_409_at_once(es: Elasticsearch, tiny_bert: Any) -> None:
+    """Once the planner finds no room, `_infer` answers 409 "not allocated to any nodes" (with the
+    planner's reason) at once, as Elasticsearch does, instead of waiting out its timeout."""
+    upload(es, "tiny-full", tiny_bert.classifier_onnx, tiny_bert.classifier_config, tiny_bert.vocabulary)
+    upload(es, "tiny-roomless", tiny_bert.classifier_onnx, tiny_bert.classifier_config, tiny_bert.vocabulary)
+    es.ml.start_trained_model_deployment(  # every processor of both nodes
+        model_id="tiny-full", threads_per_allocation=4, number_of_allocations=2, wait_for="fully_allocated"
+    )
+    es.ml.start_trained_model_deployment(model_id="tiny-roomless", wait_for="starting")
+
+    def planned() -> dict[str, Any] | None:
+        stats = es.ml.get_trained_models_stats(model_id="tiny-roomless")["trained_model_stats"][0]
+        deployment: dict[str, Any] = stats["deployment_stats"]
+        return deployment if deployment.get("reason", "") not in ("", "waiting for placement") else None
+
+    verdict = wait_for("the planner's verdict", planned, timeout=30)["reason"]
+    assert "not enough processors" in verdict
+    with pytest.raises(ConflictError) as info:  # before: 408 once the timeout had passed
+        es.ml.infer_trained_model(model_id="tiny-roomless", docs=[{"text_field": "x"}], timeout="5s")
+    reason = str(info.value.body["error"]["reason"])
+    assert "is not allocated to any nodes" in reason and verdict in reason

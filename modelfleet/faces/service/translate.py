@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from modelfleet.control.ids import new_uid
-from modelfleet.core.lifecycle import DeploymentState
+from modelfleet.core.lifecycle import WAITING_FOR_PLACEMENT, DeploymentState
 from modelfleet.core.service_state import ServiceState
 from modelfleet.faces.service.validation import ServicePlan, VersionPlan
 from schemas.deployments import (
@@ -131,7 +131,7 @@ def new_record(
         uid=new_uid(),
         kind=DeploymentKind.SERVICE,
         state=state,
-        reason="waiting for placement" if real_time else "",
+        reason=WAITING_FOR_PLACEMENT if real_time else "",
         versions=versions,
         deploy_timeout_seconds=deploy_timeout(plan.versions),
         max_batch_size=DEFAULT_MAX_BATCH_SIZE,
