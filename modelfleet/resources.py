@@ -139,9 +139,10 @@ QUEUES: tuple[QueueSpec, ...] = (
         "gateway-invalidations", visibility_timeout_seconds=30, max_receive_count=3, retention_seconds=600
     ),
     # Batch tasks (and plan requests) for the batch workers; a task failing 3 receives goes to the
-    # DLQ (poison input) and into its job's error report. Workers set each message's visibility to
-    # suit its chunk and extend it while they work.
-    QueueSpec("batch-tasks", visibility_timeout_seconds=60, max_receive_count=3),
+    # DLQ (poison input) and into its job's error report. Local workers set each message's
+    # visibility to suit its chunk and extend it while they work; in the cloud the batch_planner
+    # function consumes it (functions/batch.py, partial batch failures).
+    QueueSpec("batch-tasks", visibility_timeout_seconds=60, max_receive_count=3, consumer="batch_planner"),
 )
 
 TOPICS: tuple[TopicSpec, ...] = (TopicSpec("events"),)

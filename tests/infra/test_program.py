@@ -14,7 +14,7 @@ from infra.components.workers import ecr_repository_arn
 from infra.config import StackConfig
 from infra.handlers import HANDLERS, handler_spec
 from infra.spec import PlatformSpec
-from modelfleet.resources import SCHEDULES, WORKER_DEMAND, Names, QueueSpec
+from modelfleet.resources import SCHEDULES, WORKER_DEMAND, Names
 from tests.infra.graph import ACCOUNT, REGION, Graph, build
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -23,14 +23,11 @@ NAMES = Names()
 ROOT = Path(__file__).resolve().parents[2]
 FN = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
-# A queue the spec does not have yet, consumed by a function: the program must wire it up.
-BATCH_TASKS = QueueSpec("infra-probe-tasks", visibility_timeout_seconds=30, consumer="batch_planner")
 
 
 @pytest.fixture(scope="module")
 def graph() -> Graph:
-    spec = PlatformSpec()
-    return build(StackConfig(), spec=PlatformSpec(queues=(*spec.queues, BATCH_TASKS)))
+    return build(StackConfig(), spec=PlatformSpec())
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +70,7 @@ def test_every_table_of_the_spec_with_its_keys_indexes_and_ttl(graph: Graph, pro
 def test_every_queue_has_a_dlq_and_its_redrive(graph: Graph) -> None:
     queues = {q.outputs["arn"]: q for q in graph.of(QUEUE)}
     dlq_arns = set()
-    for spec in (*PlatformSpec().queues, BATCH_TASKS):
+    for spec in PlatformSpec().queues:
         q = graph.by_output(QUEUE, "name", NAMES.queue(spec.logical))
         redrive = q.json("redrivePolicy")
         assert redrive["maxReceiveCount"] == spec.max_receive_count
@@ -92,18 +89,19 @@ def test_every_queue_has_a_dlq_and_its_redrive(graph: Graph) -> None:
 
 def test_consumed_queues_outlast_six_consumer_timeouts(graph: Graph) -> None:
     mappings = graph.of("aws:lambda/eventSourceMapping:EventSourceMapping")
-    assert len(mappings) == sum(1 for q in (*PlatformSpec().queues, BATCH_TASKS) if q.consumer)
+    assert len(mappings) == sum(1 for q in PlatformSpec().queues if q.consumer)
+    assert any(q.logical == "batch-tasks" and q.consumer == "batch_planner" for q in PlatformSpec().queues)
     for m in mappings:
         queue = graph.by_output(QUEUE, "arn", m.inputs["eventSourceArn"])
         fn = graph.by_output(FN, "arn", m.inputs["functionName"])
         assert queue.inputs["visibilityTimeoutSeconds"] >= VISIBILITY_FACTOR * fn.inputs["timeout"]
-    batch = graph.by_output(QUEUE, "name", NAMES.queue("infra-probe-tasks")).inputs
+    batch = graph.by_output(QUEUE, "name", NAMES.queue("batch-tasks")).inputs
     assert batch["visibilityTimeoutSeconds"] == 6 * handler_spec("batch_planner").timeout_seconds
     # ...and the consumer may receive from it, and only from the queues it consumes.
     policy = _policies_of_role(graph, _fn(graph, "batch_planner").inputs["role"])
     receive = [s for s in policy if "sqs:ReceiveMessage" in s["Action"]]
     assert [s["Resource"] for s in receive] == [
-        [graph.by_output(QUEUE, "name", NAMES.queue("infra-probe-tasks")).outputs["arn"]]
+        [graph.by_output(QUEUE, "name", NAMES.queue("batch-tasks")).outputs["arn"]]
     ]
 
 
