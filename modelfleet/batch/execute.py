@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ import numpy.typing as npt
 import orjson
 
 from modelfleet.batch.mapping_rule import LeafType, Rule, columns_to_body, leaves
+from modelfleet.batch.planner import line_starts
 from modelfleet.batch.requests import BodyError, decode_file, file_result, result_lines, tensors_from_columns
 from modelfleet.runtime.backends import LoadedModel
 
@@ -63,10 +65,11 @@ def _parse_fast(data: bytes, needed: Sequence[int], text_columns: set[int]) -> d
     return {int(c): frame[c].to_numpy() for c in frame.columns}
 
 
-def _parse_slow(text: str, needed: Sequence[int], rows: int) -> tuple[dict[int, Array], dict[int, str]]:
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+def _parse_slow(data: bytes, needed: Sequence[int], rows: int) -> tuple[dict[int, Array], dict[int, str]]:
+    """Record by record (split as the planner split them: quoted newlines stay inside), so one
+    malformed record fails only itself."""
+    starts = [int(s) for s in line_starts(data)] + [len(data)]
+    lines = [data[a:b].decode("utf-8").rstrip("\n") for a, b in itertools.pairwise(starts)]
     bad: dict[int, str] = {}
     columns: dict[int, list[str]] = {i: [] for i in needed}
     for n, line in enumerate(lines[:rows]):
@@ -86,7 +89,7 @@ def _parse_slow(text: str, needed: Sequence[int], rows: int) -> tuple[dict[int, 
 
 def run_csv_chunk(data: bytes, rule: Rule, model: LoadedModel, row_start: int, rows: int) -> ChunkResult:
     try:
-        text = data.decode("utf-8")
+        data.decode("utf-8")  # a chunk that is not UTF-8 text fails as a whole (a poison input)
     except UnicodeDecodeError as e:
         raise TaskError(f"rows {row_start}..{row_start + rows - 1} are not UTF-8 text ({e.reason})") from None
     all_leaves = [leaf for leaf in leaves(rule) if leaf.index >= 0]
@@ -95,7 +98,7 @@ def run_csv_chunk(data: bytes, rule: Rule, model: LoadedModel, row_start: int, r
     columns = _parse_fast(data, needed, text_columns)
     bad: dict[int, str] = {}
     if columns is None or any(len(c) != rows for c in columns.values()):
-        columns, bad = _parse_slow(text, needed, rows)
+        columns, bad = _parse_slow(data, needed, rows)
         if any(len(c) != rows for c in columns.values()):
             raise TaskError(f"the chunk at row {row_start} has fewer lines than planned ({rows})")
     body, conversion_errors = columns_to_body(rule, columns, rows)

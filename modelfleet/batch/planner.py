@@ -51,12 +51,19 @@ def plan_files(objects: Sequence[InputObject], files_per_task: int) -> list[Batc
 
 
 def line_starts(data: bytes) -> npt.NDArray[np.int64]:
-    """Byte offsets where the lines of `data` start (a final newline starts no line); an array, as
-    a file of millions of lines has millions of them and the plan needs only one per chunk."""
+    """Byte offsets where the CSV records of `data` start (a final newline starts no record); an
+    array, as a file of millions of lines has millions of them and the plan needs only one per
+    chunk. A newline inside a quoted field (RFC 4180: an odd number of quotes before it, `""`
+    being an escaped quote) does not end a record, so chunks never split one."""
     if not data:
         return np.zeros(0, dtype=np.int64)
-    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n")) + 1
-    return np.concatenate(([0], newlines[newlines < len(data)])).astype(np.int64)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == ord("\n"))
+    quotes = np.flatnonzero(raw == ord('"'))
+    if len(quotes):  # quotes before each newline; an even count means it is outside every field
+        newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    ends = newlines + 1
+    return np.concatenate(([0], ends[ends < len(data)])).astype(np.int64)
 
 
 def plan_csv(

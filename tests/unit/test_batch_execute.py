@@ -1,6 +1,6 @@
 """One task's rows through a real ONNX model: batched results in row order, bad rows in the error
-lines (the rest unaffected), malformed lines parsed one by one, and non-UTF-8 chunks failing the
-task as a whole (a poison input)."""
+lines (the rest unaffected), malformed records parsed one by one (quoted newlines inside them),
+and non-UTF-8 chunks failing the task as a whole (a poison input)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from modelfleet.batch.execute import TaskError, run_csv_chunk, run_files
 from modelfleet.batch.mapping_rule import compile_rule
+from modelfleet.batch.planner import line_starts
 from modelfleet.runtime.backends import LoadedModel, load_model
 from tests.e2e.batch_support import SEED_CSV_RULE, five_input_model, npy_bytes
 
@@ -40,12 +41,29 @@ def test_rows_run_batched_in_order_and_bad_rows_are_reported(five: LoadedModel) 
     assert (result.rows_ok, result.rows_failed) == (3, 2)
 
 
-def test_a_malformed_line_fails_only_itself(five: LoadedModel) -> None:
-    data = b'1,2,3,4,5\n"unterminated,1,1,1,1\n1,1,1,1,1,9,9\n1,1,1,1,1\n'
+def test_a_malformed_record_fails_only_itself(five: LoadedModel) -> None:
+    data = b"1,2,3,4,5\n1,1,1,1,1,9,9\n1,x,1,1,1\n1,1,1,1,1\n"
     result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=0, rows=4)
-    ok_rows = [r["row"] for r in _lines(result.results)]
-    assert 0 in ok_rows and 3 in ok_rows and 1 not in ok_rows
-    assert result.rows_ok + result.rows_failed == 4
+    assert [r["row"] for r in _lines(result.results)] == [0, 1, 3]  # extra columns are not read
+    assert [r["row"] for r in _lines(result.errors)] == [2]
+
+
+def test_a_quoted_newline_stays_inside_its_record(five: LoadedModel) -> None:
+    data = b'1,2,3,4,5,"a review\nover two lines"\n1,1,1,1,1,short\n'
+    assert len(line_starts(data)) == 2  # as the planner counts them
+    result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=0, rows=2)
+    assert [(r["row"], r["outputs"]["y"]) for r in _lines(result.results)] == [(0, 35.0), (1, 15.0)]
+
+
+def test_an_unterminated_quote_fails_the_record_it_opens(five: LoadedModel) -> None:
+    """A quote that never closes runs to the end of the data, as in any CSV parser: the planner
+    counts it as one record, which fails with its reason; the records before it are unaffected."""
+    data = b'1,2,3,4,5\n"unterminated,1,1,1,1\n1,1,1,1,1\n'
+    rows = len(line_starts(data))
+    assert rows == 2
+    result = run_csv_chunk(data, compile_rule(SEED_CSV_RULE), five, row_start=0, rows=rows)
+    assert [r["row"] for r in _lines(result.results)] == [0]
+    assert [r["row"] for r in _lines(result.errors)] == [1]
 
 
 def test_a_large_chunk_matches_the_reference(five: LoadedModel) -> None:

@@ -3,6 +3,8 @@ before any I/O), manifests, and bodies to tensors."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 
 import numpy as np
@@ -198,3 +200,23 @@ def test_only_small_task_messages_are_received_in_batches() -> None:
     assert not is_small_task(task_message(job, task(SMALL_TASK_ROWS + 1)))
     assert not is_small_task(plan_message(job))
     assert not is_small_task("not json") and not is_small_task('{"type": "task"}')
+
+
+@given(
+    st.lists(
+        st.lists(st.text(alphabet='ab,"\n', max_size=6), min_size=1, max_size=3), min_size=1, max_size=20
+    ),
+    st.integers(1, 5),
+)
+def test_quoted_newlines_never_split_a_record(rows: list[list[str]], chunk: int) -> None:
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
+    data = buf.getvalue().encode()
+    starts = line_starts(data)
+    assert len(starts) == len(rows)
+    tasks = plan_csv(InputObject("s3://mine/a.csv", "a.csv", len(data)), starts, chunk, first_task=0)
+    parsed = [
+        list(csv.reader(io.StringIO(data[t.byte_start : t.byte_end].decode(), newline=""))) for t in tasks
+    ]
+    assert [r for piece in parsed for r in piece] == rows
+    assert [len(p) for p in parsed] == [t.rows for t in tasks]
