@@ -271,6 +271,14 @@ class BatchJobs:
         if job.state not in ENDED:
             job = self.transition(job, JobState.STOPPED, "deleted", now)
         self._store.write(Write("batch_jobs", {"project_id": project_id, "job_id": job_id}, delete=True))
+        # Its task records and counters go too. A task still running settles nothing afterwards:
+        # its conditional completion finds no record, and the counters are in the same transaction.
+        task_ids = [t.task.task_id for t in self._store.query("batch_tasks", "job_id", job_id, TaskRecord)]
+        deletes = [
+            Write("batch_tasks", {"job_id": job_id, "task_id": t}, delete=True) for t in [*task_ids, PROGRESS]
+        ]
+        for start in range(0, len(deletes), 100):
+            self._store.transact(deletes[start : start + 100])
 
     # --- state changes ----------------------------------------------------------------------------
     def _job_write(self, job: JobRecord, expect: int) -> Write:

@@ -70,6 +70,16 @@ def s3_client(platform: LocalPlatform) -> Any:
     )
 
 
+def dynamodb_client(platform: LocalPlatform) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=platform.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
 def sqs_client(platform: LocalPlatform) -> Any:
     return boto3.client(
         "sqs",

@@ -24,6 +24,7 @@ from tests.e2e.batch_support import (
     SEED_CSV_RULE,
     create_job,
     csv_bytes,
+    dynamodb_client,
     ensure_bucket,
     five_input_model,
     job,
@@ -285,6 +286,18 @@ def test_stopping_early_cancels_the_remaining_tasks(
         final = job(c, created["job_id"])
     assert final["state"] == "stopped"
     assert final["tasks"]["done"] < 200  # most of its 200 tasks never ran
+    # Deleting the service deletes its job, task records and counters with it.
+    with bp.client() as c:
+        c.request("DELETE", f"/v1/default/services/{created['job_id']}")
+        with pytest.raises(ApiError) as gone:
+            job(c, created["job_id"])
+    assert gone.value.status == 404
+    tasks = dynamodb_client(bp).query(
+        TableName="modelfleet-batch_tasks",
+        KeyConditionExpression="job_id = :j",
+        ExpressionAttributeValues={":j": {"S": created["job_id"]}},
+    )
+    assert tasks["Items"] == []
 
 
 @pytest.mark.parametrize(
