@@ -88,15 +88,11 @@ HANDLERS: tuple[HandlerSpec, ...] = (
         "console", "functions/console.py:handler", "web console pages and its API /console", API_TIMEOUT,
         512, frozenset({Access.ROUTES_READ, Access.KEYS_READ}), planned=True,
     ),
+    # The data plane (functions/invoke.py). It writes state only to wake a deployment scaled to
+    # zero (adaptive allocations), which also publishes that state change.
     HandlerSpec(
-        "invoke", "functions/invoke.py:handler", "invoke router: /v2 and _infer to the worker nodes",
-        API_TIMEOUT, 1769, frozenset({Access.ROUTES_READ, Access.KEYS_READ}), in_vpc=True, planned=True,
-    ),
-    # Delivers service notifications to project-owned topics; reserved so a backlog of events
-    # cannot flood them (or SNS's per-account publish rate).
-    HandlerSpec(
-        "notifier", "functions/notifier.py:handler", "outbox relay and service notifications", 60, 512,
-        frozenset({*CONTROL, Access.NOTIFY}), reserved_concurrency=10, planned=True,
+        "invoke", "functions/invoke.py:handler", "invoke router: /v2, _infer, /metrics to the workers",
+        API_TIMEOUT, 1769, frozenset({Access.STATE, Access.EVENTS}), in_vpc=True,
     ),
     # The batch-tasks queue's consumer (modelfleet/batch): plans jobs into tasks and runs them.
     HandlerSpec(

@@ -52,6 +52,11 @@ class Settings:
     batch_files_per_task: int = 32
     batch_visibility_floor_seconds: int = 30  # a dead worker's task comes back after about this
     batch_worker_threads: int = 1  # onnxruntime threads per batch worker process
+    # The events topic's ARN when the deployment knows it (the cloud sets it in every function);
+    # None: looked up by name. `publish_events` False leaves committed events in the outbox for
+    # the scheduler's relay: the invoke router, in a VPC with no route to SNS, never waits on it.
+    events_topic_arn: str | None = None
+    publish_events: bool = True
     names: Names = field(default_factory=Names)
 
     @classmethod
@@ -61,6 +66,8 @@ class Settings:
             stack=stack,
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             aws_endpoint=os.environ.get("MODELFLEET_AWS_ENDPOINT") or None,
+            events_topic_arn=os.environ.get("MODELFLEET_EVENTS_TOPIC_ARN") or None,
+            publish_events=os.environ.get("MODELFLEET_PUBLISH_EVENTS", "1") != "0",
             artifact_url_ttl_seconds=_int("MODELFLEET_ARTIFACT_URL_TTL", 3600),
             heartbeat_interval_seconds=_float("MODELFLEET_HEARTBEAT_INTERVAL", 1.0),
             node_lost_after_seconds=_float("MODELFLEET_NODE_LOST_AFTER", 5.0),

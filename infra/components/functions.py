@@ -155,6 +155,8 @@ class Functions(pulumi.ComponentResource):
                     "MODELFLEET_STACK": cfg.prefix,
                     "MODELFLEET_ACCOUNT_ID": ctx.account,
                     "MODELFLEET_EVENTS_TOPIC_ARN": res.topics["events"].arn,
+                    # No route to SNS from the private subnets: the scheduler relays its events.
+                    **({"MODELFLEET_PUBLISH_EVENTS": "0"} if spec.in_vpc else {}),
                 }
             },
             vpc_config=(

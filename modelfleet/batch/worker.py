@@ -52,8 +52,8 @@ from modelfleet.control.errors import NotFound
 from modelfleet.control.events import EventLog
 from modelfleet.control.repository import Repository
 from modelfleet.resources import QUEUES
+from modelfleet.runtime.artifacts import fetch_model
 from modelfleet.runtime.backends import LoadedModel, load_model
-from modelfleet.worker.artifacts import fetch_model
 from schemas.nodes import ArtifactSource, AssignedModel
 
 __all__ = ["BatchWorker", "ModelCache", "Outcome", "Services", "VisibilityKeeper", "main"]

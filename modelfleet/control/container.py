@@ -53,10 +53,9 @@ class ControlPlane:
         names = settings.names
         repo = Repository(DynamoStore(aws.client("dynamodb", settings), names))
         sns = aws.client("sns", settings)
+        topic = settings.events_topic_arn or EventPublisher.topic_arn_for(sns, names.topic("events"))
         events = EventLog(
-            repo,
-            EventPublisher(sns, EventPublisher.topic_arn_for(sns, names.topic("events"))),
-            settings.event_ttl_days,
+            repo, EventPublisher(sns, topic), settings.event_ttl_days, publish=settings.publish_events
         )
         artifacts = ArtifactStore(
             aws.client("s3", settings), names.bucket("artifacts", region=settings.region)

@@ -30,9 +30,11 @@ class EventLog:
         publisher: EventPublisher,
         keep_days: int = 30,
         deliverers: Mapping[EventType, Callable[[StatusEvent], None]] | None = None,
+        publish: bool = True,
     ) -> None:
         self._repo = repo
         self._publisher = publisher
+        self._publish = publish  # False: committed events wait in the outbox for relay()
         self._keep = timedelta(days=keep_days)
         # Event types delivered somewhere else than the platform topic (e.g. a service's own
         # notification topic); they go through the same outbox, so none is lost either.
@@ -71,6 +73,8 @@ class EventLog:
 
     def publish(self, events: Sequence[StatusEvent]) -> None:
         """Publish committed events; whatever fails stays in the outbox for `relay()`."""
+        if not self._publish:
+            return
         for ev in events:
             try:
                 self.deliverers.get(ev.type, self._publisher.publish)(ev)

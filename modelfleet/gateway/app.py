@@ -41,7 +41,8 @@ from modelfleet.gateway.es_face import EsControl, EsInfer, es_error
 from modelfleet.gateway.faces import FaceMount, GatewayContext, MountFactory, lambda_endpoint
 from modelfleet.gateway.pipeline_face import pipeline_mount
 from modelfleet.gateway.routing_table import RoutingTables
-from modelfleet.gateway.service_face import service_face
+from modelfleet.gateway.service_face import PREFIX as SERVICE_PREFIX
+from modelfleet.gateway.service_face import service_error, service_face, service_infer_routes
 from modelfleet.observability.exposition import metrics_mount
 
 PUBLIC_API_PATHS = frozenset({"/api/v1/openapi.json"})
@@ -88,28 +89,65 @@ class Gateway:
         await self.app(scope, receive, send)
 
 
+def _wake(project_id: str, deployment_id: str) -> Awaitable[bool]:
+    """Scale a deployment from zero (adaptive allocations) for a request that found no route."""
+
+    def run() -> bool:
+        cp = control_plane()
+        d = cp.repo.get_deployment(project_id, deployment_id)
+        return d is not None and cp.autoscaler.wake(d, utcnow())
+
+    return run_in_threadpool(run)
+
+
+def _data_plane_routes(plane: DataPlane, es_infer: EsInfer) -> list[BaseRoute]:
+    """Inference and its metadata: what the local gateway and the cloud's invoke router both serve."""
+    return [
+        Route("/_ml/trained_models/{ident}/_infer", es_infer.handle, methods=["POST"]),
+        Route("/v2", plane.server_metadata),
+        Route("/v2/health/live", plane.live),
+        Route("/v2/health/ready", plane.ready),
+        Route("/v2/models/{name}", plane.model_metadata),
+        Route("/v2/models/{name}/versions/{version}", plane.model_metadata),
+        Route("/v2/models/{name}/ready", plane.model_ready),
+        Route("/v2/models/{name}/versions/{version}/ready", plane.model_ready),
+        Route("/v2/models/{name}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]),
+        Route(
+            "/v2/models/{name}/versions/{version}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]
+        ),
+    ]
+
+
+async def _healthz(_: Request) -> Response:
+    return Response(b'{"ok":true}', media_type="application/json")
+
+
+def _error_handler(mounts: list[FaceMount]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own answers (unknown path, wrong method) in the face's JSON error format."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        code = {404: "route_not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(status, "error")
+        if request.url.path.startswith("/api/"):
+            return native_error(status, code, message)
+        for m in mounts:
+            if request.url.path.startswith(m.prefix):
+                return m.error(status, code, message)
+        if request.url.path.startswith("/_ml/"):
+            return es_error(status, "illegal_argument_exception" if status < 500 else "exception", message)
+        return oip_error(status, message, code)
+
+    return http_error
+
+
 def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gateway:
     auth = Authenticator()
     tables = RoutingTables(control_plane().repo)
     plane = DataPlane(tables, auth, settings.max_body_bytes, infer_timeout_seconds)
-
-    async def wake(project_id: str, deployment_id: str) -> bool:
-        """Scale a deployment from zero (adaptive allocations) for a request that found no route."""
-
-        def run() -> bool:
-            cp = control_plane()
-            d = cp.repo.get_deployment(project_id, deployment_id)
-            return d is not None and cp.autoscaler.wake(d, utcnow())
-
-        return await run_in_threadpool(run)
-
-    ctx = GatewayContext(settings, auth, tables, plane, wake)
+    ctx = GatewayContext(settings, auth, tables, plane, _wake)
     es_control = EsControl(auth, settings.max_body_bytes)
-    es_infer = EsInfer(tables, auth, plane.links, settings.max_body_bytes, wake)
+    es_infer = EsInfer(tables, auth, plane.links, settings.max_body_bytes, _wake)
     control_api = lambda_endpoint(ctx, api.handler, native_error, "modelfleet-api", PUBLIC_API_PATHS)
-
-    async def healthz(_: Request) -> Response:
-        return Response(b'{"ok":true}', media_type="application/json")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -126,43 +164,43 @@ def create_app(settings: Settings, infer_timeout_seconds: float = 60.0) -> Gatew
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz),
+        Route("/healthz", _healthz),
         Route("/api/v1/{path:path}", control_api, methods=methods),
-        Route("/_ml/trained_models/{ident}/_infer", es_infer.handle, methods=["POST"]),
+        *_data_plane_routes(plane, es_infer),
         Route("/_ml/{path:path}", es_control.handle, methods=[*methods, "HEAD"]),
-        Route("/v2", plane.server_metadata),
-        Route("/v2/health/live", plane.live),
-        Route("/v2/health/ready", plane.ready),
-        Route("/v2/models/{name}", plane.model_metadata),
-        Route("/v2/models/{name}/versions/{version}", plane.model_metadata),
-        Route("/v2/models/{name}/ready", plane.model_ready),
-        Route("/v2/models/{name}/versions/{version}/ready", plane.model_ready),
-        Route("/v2/models/{name}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]),
-        Route(
-            "/v2/models/{name}/versions/{version}/infer", _AsgiEndpoint(plane.infer_route), methods=["POST"]
-        ),
     ]
 
     # Each further face brings its routes and error format (modelfleet/gateway/faces.py).
     mounts: list[FaceMount] = [factory(ctx) for factory in FACES]
     for m in mounts:
         routes.extend(m.routes)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _error_handler(mounts)}
+    )
+    return Gateway(app, plane)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        """Starlette's own answers (unknown path, wrong method) in the face's JSON error format."""
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        code = {404: "route_not_found", 405: "method_not_allowed"}.get(status, "http_error")
-        message = {404: "no such route", 405: f"{request.method} is not allowed here"}.get(status, "error")
-        if request.url.path.startswith("/api/"):
-            return native_error(status, code, message)
-        for m in mounts:
-            if request.url.path.startswith(m.prefix):
-                return m.error(status, code, message)
-        if request.url.path.startswith("/_ml/"):
-            return es_error(status, "illegal_argument_exception" if status < 500 else "exception", message)
-        return oip_error(status, message, code)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+def create_invoke_app(
+    settings: Settings, infer_timeout_seconds: float = 25.0, table_max_age_seconds: float = 5.0
+) -> Gateway:
+    """The cloud's invoke router (functions/invoke.py): the data plane alone, next to the workers
+    (OIP, `_infer`, a service's inference), plus `/metrics`. It has no invalidation feed (a Lambda
+    is frozen between invocations), so its routing tables are re-read after
+    `table_max_age_seconds`, and at once when a node fails."""
+    auth = Authenticator()
+    tables = RoutingTables(control_plane().repo, max_age_seconds=table_max_age_seconds)
+    plane = DataPlane(tables, auth, settings.max_body_bytes, infer_timeout_seconds)
+    ctx = GatewayContext(settings, auth, tables, plane, _wake)
+    es_infer = EsInfer(tables, auth, plane.links, settings.max_body_bytes, _wake)
+    metrics = metrics_mount(ctx)
+    services = FaceMount(prefix=SERVICE_PREFIX, routes=service_infer_routes(ctx), error=service_error)
+    routes = [
+        Route("/healthz", _healthz),
+        *_data_plane_routes(plane, es_infer),
+        *services.routes,
+        *metrics.routes,
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _error_handler([metrics, services])})
     return Gateway(app, plane)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from functions.service_api import app as service_api
 from modelfleet.gateway.auth import AuthFailure
@@ -91,8 +91,9 @@ def _translated(send: Send) -> Send:
     return wrapped
 
 
-def service_face(ctx: GatewayContext) -> FaceMount:
-    management = lambda_endpoint(ctx, service_api.handler, service_error, "modelfleet-services")
+def service_infer_routes(ctx: GatewayContext) -> list[BaseRoute]:
+    """A service's inference, the data plane's part of this face (the cloud's invoke router
+    serves it too)."""
 
     async def infer(scope: Scope, receive: Receive, send: Send) -> None:
         params = scope.get("path_params", {})
@@ -108,11 +109,18 @@ def service_face(ctx: GatewayContext) -> FaceMount:
             return
         await ctx.plane.infer(scope, receive, _translated(send), params["service_id"], params.get("version"))
 
-    routes = [
+    return [
         Route("/v1/{project_id}/services/{service_id}/infer", _Asgi(infer), methods=["POST"]),
         Route(
             "/v1/{project_id}/services/{service_id}/versions/{version}/infer", _Asgi(infer), methods=["POST"]
         ),
+    ]
+
+
+def service_face(ctx: GatewayContext) -> FaceMount:
+    management = lambda_endpoint(ctx, service_api.handler, service_error, "modelfleet-services")
+    routes = [
+        *service_infer_routes(ctx),
         *[
             Route(path, management, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
             for path in (

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 
 from modelfleet.core.lifecycle import RoutingState
+from modelfleet.runtime.artifacts import fetch_model
 from modelfleet.runtime.errors import ModelRuntimeError
 from modelfleet.trust import tls_verify
-from modelfleet.worker.artifacts import fetch_model
 from modelfleet.worker.loaded import LoadedDeployment
 from modelfleet.worker.text import TextServing
 from schemas.nodes import Assignment, NodeRegister, NodeSync, RouteReport, SyncResponse

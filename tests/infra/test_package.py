@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -61,6 +62,25 @@ def test_the_code_zip_is_reproducible_and_holds_only_what_lambda_runs(tmp_path: 
         assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
         _check_contents(names)
     print(f"\nLambda code zip (--no-deps): {first['bytes']} bytes, {len(names)} files")
+    # Every handler imports from the zip's code alone (plus the third-party packages): nothing it
+    # needs was left out with the worker, the local platform or the examples.
+    code = tmp_path / "code"
+    with zipfile.ZipFile(tmp_path / "a.zip") as z:
+        z.extractall(code)
+    modules = [h.module for h in HANDLERS if h.module_exists()]
+    script = (
+        "import importlib, sys\n"
+        f"sys.path[:0] = {[str(code), *site.getsitepackages()]!r}\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "bad = [m for m in sys.modules if m.startswith(('modelfleet.worker', 'modelfleet.local'))]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run(  # -S: no site, so no editable install pointing back at the repository
+        [sys.executable, "-S", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.skipif(

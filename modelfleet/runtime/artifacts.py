@@ -1,6 +1,6 @@
-"""Fetching a model's files onto the node: streamed from presigned URLs, verified against their
-sha256 before use. A partial or corrupt download is never used: it is written to a `.part`
-file and renamed only once its digest matches."""
+"""Fetching a model's files onto a node (or a batch worker): streamed from presigned URLs,
+verified against their sha256 before use. A partial or corrupt download is never used: it is
+written to a `.part` file and renamed only once its digest matches."""
 
 from __future__ import annotations
 
