@@ -25,7 +25,14 @@ from starlette.responses import Response
 from modelfleet.core.lifecycle import DeploymentState
 from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge
-from modelfleet.gateway.node_link import NodeLinks, NodeTimeout, NodeUnavailable, encode_fields, join_fields
+from modelfleet.gateway.node_link import (
+    NOT_SERVING_FIELD,
+    NodeLinks,
+    NodeTimeout,
+    NodeUnavailable,
+    encode_fields,
+    join_fields,
+)
 from modelfleet.gateway.routing_table import DeploymentEntry, RoutingTables
 from modelfleet.observability.metrics import InferenceMetrics
 from schemas.keys import Role
@@ -256,6 +263,9 @@ class DataPlane:
                 if address.startswith("tcp://"):
                     fields = self._infer_fields(entry.uid, chosen.version_id, headers)
                     frame = await self.links.get(address).call(fields, body, self._timeout)
+                    if NOT_SERVING_FIELD in frame.fields:  # a stale route: it did not run
+                        entry = await self._tables.reload((entry.project_id, entry.deployment_id)) or entry
+                        continue
                     status, answer, returned = frame.status, frame.body, frame.fields
                 else:
                     status, answer, returned = await self._over_http(

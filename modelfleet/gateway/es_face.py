@@ -28,7 +28,13 @@ from modelfleet.faces.elastic.errors import error_body
 from modelfleet.gateway.auth import Authenticator, AuthFailure
 from modelfleet.gateway.body import BodyTooLarge, read_body
 from modelfleet.gateway.lambda_bridge import LocalLambdaContext, to_event, to_response
-from modelfleet.gateway.node_link import NodeLinks, NodeTimeout, NodeUnavailable, encode_fields
+from modelfleet.gateway.node_link import (
+    NOT_SERVING_FIELD,
+    NodeLinks,
+    NodeTimeout,
+    NodeUnavailable,
+    encode_fields,
+)
 from modelfleet.gateway.routing_table import DeploymentEntry, RoutingTables
 from schemas.keys import Role
 
@@ -212,6 +218,9 @@ class EsInfer:
                     "elasticsearch_status_exception",
                     f"timeout [{timeout:g}s] waiting for inference result",
                 )
+            if NOT_SERVING_FIELD in frame.fields:  # a stale route: it did not run; re-read, pick again
+                entry = await self._tables.reload((entry.project_id, entry.deployment_id)) or entry
+                continue
             headers = {k: v for k in ("retry-after",) if (v := frame.fields.get(k))}
             return Response(
                 bytes(frame.body),

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 REQUEST = 1
 RESPONSE = 2
+# A response field a node sets when it does not serve the (uid, version) asked for (not loaded yet,
+# or unloaded by a rollout the gateway's table has not caught up with): the request did not run,
+# so the gateway re-reads its table and tries another route instead of answering 503.
+NOT_SERVING_FIELD = "not-serving"
 MAX_FRAME_BYTES = 1 << 30
 _LENGTH = struct.Struct("<I")
 _HEAD = struct.Struct("<IBIHH")  # length, kind, request id, status, fields length

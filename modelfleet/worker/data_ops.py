@@ -11,13 +11,14 @@ import logging
 import math
 import time
 
-from modelfleet.gateway.node_link import Frame, encode_fields
+from modelfleet.gateway.node_link import NOT_SERVING_FIELD, Frame, encode_fields
 from modelfleet.worker.agent import NodeAgent
 from modelfleet.worker.batcher import DeploymentUnloaded, Outcome, QueueFull
 from modelfleet.worker.data_server import Handler, OpRegistry, Responder
 from modelfleet.worker.inference import NOT_LOADED, Reply, outcome_reply, prepare, refusal
 
 _JSON = encode_fields({"content-type": "application/json"})
+_NOT_SERVING = encode_fields({"content-type": "application/json", "retry-after": "1", NOT_SERVING_FIELD: "1"})
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +56,7 @@ def infer_op(agent: NodeAgent, max_tensor_elements: int) -> Handler:
         version = fields.get("version", "")
         loaded = agent.serving(fields.get("uid", ""), version)
         if loaded is None:
-            send_reply(respond, NOT_LOADED)
+            respond(NOT_LOADED.status, _NOT_SERVING, NOT_LOADED.body)
             return
         call = prepare(loaded, frame.body, fields.get("inference-header-content-length"), max_tensor_elements)
         if isinstance(call, Reply):

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from modelfleet.gateway.node_link import Frame
+from modelfleet.gateway.node_link import NOT_SERVING_FIELD, Frame
 from modelfleet.runtime.cache import json_size
 from modelfleet.runtime.errors import ModelRuntimeError, NlpInputError, RequestDecodeError
 from modelfleet.runtime.nlp import EncodedDoc
@@ -32,12 +32,19 @@ PRODUCT_JSON = {"content-type": "application/json", "x-elastic-product": "Elasti
 
 
 def es_reply(
-    respond: Responder, status: int, type_: str, reason: str, retry_after: str | None = None
+    respond: Responder,
+    status: int,
+    type_: str,
+    reason: str,
+    retry_after: str | None = None,
+    not_serving: bool = False,
 ) -> None:
     cause = {"type": type_, "reason": reason}
     fields = dict(PRODUCT_JSON)
     if retry_after:
         fields["retry-after"] = retry_after
+    if not_serving:
+        fields[NOT_SERVING_FIELD] = "1"
     respond(status, fields, orjson.dumps({"error": {"root_cause": [cause], **cause}, "status": status}))
 
 
@@ -134,7 +141,8 @@ def es_infer_op(agent: NodeAgent) -> Handler:
         fields = frame.fields
         loaded = agent.serving(fields.get("uid", ""), fields.get("version", ""))
         if loaded is None:
-            es_reply(respond, 503, "status_exception", "this node does not serve that deployment (yet)", "1")
+            reason = "this node does not serve that deployment (yet)"
+            es_reply(respond, 503, "status_exception", reason, "1", not_serving=True)
             return
         text = loaded.text
         if text is None:

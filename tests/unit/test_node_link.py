@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from modelfleet.core.lifecycle import DeploymentState, NodeState, RoutingState
 from modelfleet.gateway.dataplane import DataPlane
 from modelfleet.gateway.node_link import (
+    NOT_SERVING_FIELD,
     REQUEST,
     RESPONSE,
     FrameError,
@@ -407,3 +408,33 @@ def test_the_gateway_retries_another_node_when_one_is_lost(servers: list[DataSer
     results = run(go())
     assert all(status == 200 for status, _ in results)
     assert [body for _, body in results[1:]] == [f"alive:{i}".encode() for i in range(6)]
+
+
+def test_a_route_the_node_no_longer_serves_is_retried_elsewhere(servers: list[DataServer]) -> None:
+    """A rollout unloaded a version before the gateway's table heard of it: the node answers that it
+    does not serve it (the request did not run), and the gateway re-reads its table and answers
+    from a route that still serves, instead of passing a 503 on."""
+
+    def live(frame: Any, respond: Responder) -> None:
+        respond(200, JSON, b"live:" + bytes(frame.body))
+
+    def unloaded(frame: Any, respond: Responder) -> None:
+        fields = {"content-type": "application/json", "retry-after": "1", NOT_SERVING_FIELD: "1"}
+        respond(503, encode_fields(fields), b'{"error": "not loaded", "code": "not_loaded"}')
+
+    serving = _server({"infer": live})
+    gone = _server({"infer": unloaded})
+    servers.extend([serving, gone])
+    store = Store({"n-live": serving.address, "n-gone": gone.address})
+    tables = RoutingTables(store)  # type: ignore[arg-type]
+    plane = DataPlane(tables, Allow(), 1 << 20, WAIT)  # type: ignore[arg-type]
+
+    async def go() -> list[tuple[int, bytes]]:
+        stale = await tables.get("p", "d")  # both routes, round robin between them
+        assert stale is not None and len(stale.versions[0].ready) == 2
+        del store.addresses["n-gone"]  # the control plane retired that route
+        answers = [await _infer(plane, f"{i}".encode()) for i in range(4)]
+        await plane.close()
+        return [(status, body) for status, _, body in answers]
+
+    assert run(go()) == [(200, f"live:{i}".encode()) for i in range(4)]
