@@ -28,13 +28,12 @@ from modelfleet.local.launcher import wait_for
 from tests.e2e.batch_support import (
     BUCKET,
     DIGITS_RULE,
+    aws_client,
     create_job,
     csv_bytes,
     ensure_bucket,
     job,
     read_lines,
-    s3_client,
-    sqs_client,
     tally_rows,
     wait_job,
 )
@@ -55,7 +54,7 @@ def _rows(n: int) -> np.ndarray:
 
 
 def _start(ctx: Context, prefix: str, files: dict[str, bytes]) -> tuple[Any, dict[str, Any]]:
-    s3 = s3_client(ctx.platform)
+    s3 = aws_client(ctx.platform, "s3")
     ensure_bucket(s3)
     for name, data in files.items():
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}in/{name}", Body=data)
@@ -130,7 +129,7 @@ def triple_delivery(ctx: Context) -> RowResult:
         ).decode()
         for t in tasks
     ]
-    sqs = sqs_client(ctx.platform)
+    sqs = aws_client(ctx.platform, "sqs")
     url = sqs.get_queue_url(QueueName="modelfleet-batch-tasks")["QueueUrl"]
     with ctx.platform.client() as c:
         wait_for("the job planned", lambda: job(c, created["job_id"])["tasks"]["total"] == n, 300, 0.5)
@@ -165,7 +164,7 @@ def poison_message(ctx: Context) -> RowResult:
     s3, created = _start(ctx, prefix, files)
     with ctx.platform.client() as c:
         final = wait_job(c, created["job_id"], timeout=900)
-    sqs = sqs_client(ctx.platform)
+    sqs = aws_client(ctx.platform, "sqs")
     dlq = sqs.get_queue_url(QueueName="modelfleet-batch-tasks-dlq")["QueueUrl"]
 
     def in_dlq() -> bool:

@@ -60,29 +60,10 @@ SEED_CSV_RULE: dict[str, Any] = {
 }
 
 
-def s3_client(platform: LocalPlatform) -> Any:
+def aws_client(platform: LocalPlatform, service: str) -> Any:
+    """A boto3 client of the platform's AWS stand-in ("s3", "sqs", "dynamodb", ...)."""
     return boto3.client(
-        "s3",
-        endpoint_url=platform.aws_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def dynamodb_client(platform: LocalPlatform) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=platform.aws_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def sqs_client(platform: LocalPlatform) -> Any:
-    return boto3.client(
-        "sqs",
+        service,
         endpoint_url=platform.aws_endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",

@@ -22,16 +22,14 @@ from tests.e2e.batch_support import (
     BUCKET,
     DIGITS_RULE,
     SEED_CSV_RULE,
+    aws_client,
     create_job,
     csv_bytes,
-    dynamodb_client,
     ensure_bucket,
     five_input_model,
     job,
     npy_bytes,
     read_lines,
-    s3_client,
-    sqs_client,
     stop_job,
     tally_rows,
     wait_job,
@@ -50,7 +48,7 @@ def bp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
 
 @pytest.fixture(scope="module")
 def s3(bp: RunningPlatform) -> Any:
-    client = s3_client(bp)
+    client = aws_client(bp, "s3")
     ensure_bucket(client)
     return client
 
@@ -244,7 +242,7 @@ def test_poison_input_lands_in_the_dlq_and_the_error_report(
     assert final["rows"]["ok"] == 150 and final["rows"]["failed"] == 2
     [error] = final["errors"]
     assert error["inputs"] == [f"s3://{BUCKET}/{p}in/poison.csv"] and "not UTF-8" in error["reason"]
-    sqs = sqs_client(bp)
+    sqs = aws_client(bp, "sqs")
     dlq = sqs.get_queue_url(QueueName="modelfleet-batch-tasks-dlq")["QueueUrl"]
 
     def in_dlq() -> bool:
@@ -273,7 +271,7 @@ def test_stopping_early_cancels_the_remaining_tasks(
         )
         stopped = stop_job(c, created["job_id"])
         assert stopped["state"] == "stopped" and stopped["status"] == "stopped"
-        sqs = sqs_client(bp)
+        sqs = aws_client(bp, "sqs")
         url = sqs.get_queue_url(QueueName="modelfleet-batch-tasks")["QueueUrl"]
 
         def drained() -> bool:
@@ -292,7 +290,7 @@ def test_stopping_early_cancels_the_remaining_tasks(
         with pytest.raises(ApiError) as gone:
             job(c, created["job_id"])
     assert gone.value.status == 404
-    tasks = dynamodb_client(bp).query(
+    tasks = aws_client(bp, "dynamodb").query(
         TableName="modelfleet-batch_tasks",
         KeyConditionExpression="job_id = :j",
         ExpressionAttributeValues={":j": {"S": created["job_id"]}},
