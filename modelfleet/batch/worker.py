@@ -50,11 +50,11 @@ from modelfleet.batch.storage import DataStorage, split_uri
 from modelfleet.config import Settings
 from modelfleet.control.errors import NotFound
 from modelfleet.control.events import EventLog
+from modelfleet.control.nodes import assigned_model
 from modelfleet.control.repository import Repository
 from modelfleet.resources import QUEUES
 from modelfleet.runtime.artifacts import fetch_model
 from modelfleet.runtime.backends import LoadedModel, load_model
-from schemas.nodes import ArtifactSource, AssignedModel
 
 __all__ = ["BatchWorker", "ModelCache", "Outcome", "Services", "VisibilityKeeper", "main"]
 
@@ -141,22 +141,7 @@ class ModelCache:
             record = self._s.repo.get_model(project_id, model_id)
             if record is None:
                 raise TaskError(f"model '{model_id}' no longer exists")
-            ttl = self._s.settings.artifact_url_ttl_seconds
-            assigned = AssignedModel(
-                model_id=record.model_id,
-                format=record.format,
-                entry_file=record.entry_file,
-                signature=record.signature,
-                files=[
-                    ArtifactSource(
-                        name=a.name,
-                        sha256=a.sha256,
-                        size_bytes=a.size_bytes,
-                        url=self._s.artifacts.presign_get(a.s3_key, ttl),
-                    )
-                    for a in record.artifacts
-                ],
-            )
+            assigned = assigned_model(record, self._s.artifacts, self._s.settings.artifact_url_ttl_seconds)
             with httpx.Client(timeout=60.0) as client:
                 entry = fetch_model(self._root, project_id, assigned, client)
             model = load_model(

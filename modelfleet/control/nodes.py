@@ -37,6 +37,26 @@ from schemas.projects import SYSTEM_PROJECT
 log = logging.getLogger(__name__)
 
 
+def assigned_model(model: ModelRecord, artifacts: ArtifactStore, url_ttl_seconds: int) -> AssignedModel:
+    """What a process that loads the model gets: its files as presigned URLs with their digests
+    (nodes through their sync, batch workers directly)."""
+    return AssignedModel(
+        model_id=model.model_id,
+        format=model.format,
+        entry_file=model.entry_file,
+        signature=model.signature,
+        files=[
+            ArtifactSource(
+                name=a.name,
+                sha256=a.sha256,
+                size_bytes=a.size_bytes,
+                url=artifacts.presign_get(a.s3_key, url_ttl_seconds),
+            )
+            for a in model.artifacts
+        ],
+    )
+
+
 DELETE: Literal["delete"] = "delete"
 RouteUpdate = tuple[RoutingState, int, str]
 
@@ -314,21 +334,7 @@ class NodeService:
                     max_batch_size=d.max_batch_size,
                     max_batch_delay_ms=d.max_batch_delay_ms,
                     nlp=nlp_task(model),
-                    model=AssignedModel(
-                        model_id=model.model_id,
-                        format=model.format,
-                        entry_file=model.entry_file,
-                        signature=model.signature,
-                        files=[
-                            ArtifactSource(
-                                name=a.name,
-                                sha256=a.sha256,
-                                size_bytes=a.size_bytes,
-                                url=self._artifacts.presign_get(a.s3_key, self._url_ttl),
-                            )
-                            for a in model.artifacts
-                        ],
-                    ),
+                    model=assigned_model(model, self._artifacts, self._url_ttl),
                 )
             )
         return out

@@ -18,36 +18,11 @@ from modelfleet.batch.mapping_rule import (
     compile_rule,
     row_to_body,
 )
-
-SEED_RULE: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "data": {
-            "type": "object",
-            "properties": {
-                "req_data": {
-                    "type": "array",
-                    "items": [
-                        {
-                            "type": "object",
-                            "properties": {
-                                "input5": {"type": "number", "index": 0},
-                                "input4": {"type": "number", "index": 1},
-                                "input3": {"type": "number", "index": 2},
-                                "input2": {"type": "number", "index": 3},
-                                "input1": {"type": "number", "index": 4},
-                            },
-                        }
-                    ],
-                }
-            },
-        }
-    },
-}
+from tests.e2e.batch_support import SEED_CSV_RULE  # the seed's csv sample, verbatim
 
 
 def test_the_seeds_rule_builds_its_body() -> None:
-    body = row_to_body(compile_rule(SEED_RULE), ["1", "2.5", "-3", "4e2", "5"])
+    body = row_to_body(compile_rule(SEED_CSV_RULE), ["1", "2.5", "-3", "4e2", "5"])
     assert body == {
         "data": {"req_data": [{"input5": 1.0, "input4": 2.5, "input3": -3.0, "input2": 400.0, "input1": 5.0}]}
     }
