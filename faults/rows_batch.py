@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from faults.result import Context, RowResult
-from modelfleet.batch.planner import InputObject, line_starts, plan_csv
+from modelfleet.batch.planner import InputObject, plan_csv
 from modelfleet.examples.digits import digits_data
 from modelfleet.local.launcher import wait_for
 from tests.e2e.batch_support import (
@@ -117,7 +117,7 @@ def triple_delivery(ctx: Context) -> RowResult:
     data = csv_bytes(_rows(n))
     s3, created = _start(ctx, prefix, {"rows.csv": data})
     uri = f"s3://{BUCKET}/{prefix}in/rows.csv"
-    tasks = plan_csv(InputObject(uri, "rows.csv", len(data)), line_starts(data), CHUNK_ROWS, 0)
+    tasks = plan_csv(InputObject(uri, "rows.csv", len(data)), data, CHUNK_ROWS, 0)
     bodies = [
         orjson.dumps(
             {

@@ -49,6 +49,7 @@ class Settings:
     batch_buckets: dict[str, frozenset[str]] = field(default_factory=dict)
     batch_local_root: str | None = None
     batch_chunk_rows: int = 10_000  # CSV rows per task
+    batch_plan_piece_bytes: int = 8 << 20  # the planner reads a CSV in ranged pieces of this size
     batch_files_per_task: int = 32
     batch_visibility_floor_seconds: int = 30  # a dead worker's task comes back after about this
     batch_worker_threads: int = 1  # onnxruntime threads per batch worker process
@@ -80,6 +81,7 @@ class Settings:
             batch_buckets=_grants(os.environ.get("MODELFLEET_BATCH_BUCKETS", "")),
             batch_local_root=os.environ.get("MODELFLEET_BATCH_LOCAL_ROOT") or None,
             batch_chunk_rows=_int("MODELFLEET_BATCH_CHUNK_ROWS", 10_000),
+            batch_plan_piece_bytes=_int("MODELFLEET_BATCH_PLAN_PIECE_BYTES", 8 << 20),
             batch_files_per_task=_int("MODELFLEET_BATCH_FILES_PER_TASK", 32),
             batch_visibility_floor_seconds=_int("MODELFLEET_BATCH_VISIBILITY_SECONDS", 30),
             batch_worker_threads=_int("MODELFLEET_BATCH_WORKER_THREADS", 1),

@@ -24,12 +24,12 @@ import numpy as np
 import orjson
 
 from modelfleet.adapters.dynamo import ABSENT, DynamoStore, Write
-from modelfleet.adapters.errors import ConditionFailed
+from modelfleet.adapters.errors import ConditionFailed, ItemNotFound
 from modelfleet.adapters.sqs import WorkQueue
 from modelfleet.batch.manifest import ManifestError, parse_manifest
 from modelfleet.batch.mapping_rule import MappingRuleError, columns_to_body, compile_rule, leaves
 from modelfleet.batch.paths import DataLocation, DataPathPolicy, check_data_path
-from modelfleet.batch.planner import InputObject, line_starts, plan_csv, plan_files
+from modelfleet.batch.planner import CsvChunker, InputObject, RecordScanner, plan_files
 from modelfleet.batch.records import (
     ENDED,
     EVENT_CODES,
@@ -43,6 +43,7 @@ from modelfleet.batch.records import (
 )
 from modelfleet.batch.requests import BodyError, inference_routes, tensors_from_columns
 from modelfleet.batch.storage import DataStorage, split_uri
+from modelfleet.config import Settings
 from modelfleet.control.errors import Conflict, InvalidRequest, NotFound
 from modelfleet.control.events import EventLog
 from modelfleet.control.repository import Repository
@@ -141,6 +142,7 @@ class BatchJobs:
         local_root: str | None,
         chunk_rows: int,
         files_per_task: int,
+        plan_piece_bytes: int = 8 << 20,
     ) -> None:
         self._repo = repo
         self._store: DynamoStore = repo.store
@@ -150,6 +152,20 @@ class BatchJobs:
         self._local_root = local_root
         self.chunk_rows = chunk_rows
         self.files_per_task = files_per_task
+        self.plan_piece_bytes = max(1, plan_piece_bytes)
+
+    @classmethod
+    def from_settings(cls, repo: Repository, events: EventLog, queue: WorkQueue, s: Settings) -> BatchJobs:
+        return cls(
+            repo,
+            events,
+            queue,
+            s.batch_buckets,
+            s.batch_local_root,
+            s.batch_chunk_rows,
+            s.batch_files_per_task,
+            s.batch_plan_piece_bytes,
+        )
 
     # --- checks ---------------------------------------------------------------------------------
     def policy(self, project_id: str) -> DataPathPolicy:
@@ -331,9 +347,10 @@ class BatchJobs:
 
     # --- planning (run by a worker, on the job's plan message) ---------------------------------------
     def plan(self, job: JobRecord, storage: DataStorage, now: datetime) -> JobRecord:
-        """List the inputs, write the tasks, queue them, and start the job. Deterministic, so a
-        redelivered plan message rewrites the same tasks (their messages may go out twice; a task
-        counts once)."""
+        """List the inputs, write and queue the tasks (a CSV's as its pieces are read, so workers
+        start on them while the job is still pending), then start the job with its totals.
+        Deterministic, so a redelivered plan message rewrites the same tasks (their messages may
+        go out twice; a task counts once)."""
         if job.state != JobState.PENDING:
             return job
         try:
@@ -344,17 +361,52 @@ class BatchJobs:
             return self.transition(job, JobState.FAILED, f"no input objects under {job.src_path}", now)
         if job.mapping_type == MappingType.FILE:
             tasks = plan_files(objects, job.files_per_task)
+            self._queue_tasks(job, tasks)
         else:
             tasks = []
             for obj in objects:
                 if not obj.relative.lower().endswith(".csv"):
                     continue
-                starts = line_starts(storage.read(_loc(obj.uri)))
-                tasks += plan_csv(obj, starts, job.chunk_rows, len(tasks))
+                try:
+                    tasks += self._plan_csv_object(job, obj, storage, len(tasks))
+                except ItemNotFound:
+                    reason = f"{obj.uri} was listed but is gone"
+                    return self.transition(job, JobState.FAILED, reason, now)
             if not tasks:
                 return self.transition(job, JobState.FAILED, f"no .csv rows under {job.src_path}", now)
-        # Tasks first (never overwriting one a previous attempt wrote: it may be done), then their
-        # messages, then the state: a crash anywhere leaves the plan message to redo the rest.
+        rows_total = sum(t.rows for t in tasks)
+        running = self.transition(
+            job,
+            JobState.RUNNING,
+            f"{len(tasks)} task(s), {rows_total} input(s)",
+            now,
+            tasks_total=len(tasks),
+            rows_total=rows_total,
+        )
+        return self.finish_if_done(job.project_id, job.job_id, now) or running
+
+    def _plan_csv_object(
+        self, job: JobRecord, obj: InputObject, storage: DataStorage, first_task: int
+    ) -> list[BatchTask]:
+        """Read the object in pieces and queue each chunk as soon as its end is known: the first
+        tasks run while the rest is read, and planning holds one piece, whatever the object's size."""
+        scanner, chunker = RecordScanner(), CsvChunker(obj, job.chunk_rows, first_task)
+        tasks: list[BatchTask] = []
+        while scanner.offset < obj.size:
+            end = min(obj.size, scanner.offset + self.plan_piece_bytes)
+            piece = storage.read(_loc(obj.uri), scanner.offset, end)
+            if not piece:  # shorter than listed: it changed meanwhile; plan what was there
+                break
+            ready = chunker.add(scanner.feed(piece))
+            self._queue_tasks(job, ready)
+            tasks += ready
+        ready = chunker.finish()
+        self._queue_tasks(job, ready)
+        return tasks + ready
+
+    def _queue_tasks(self, job: JobRecord, tasks: list[BatchTask]) -> None:
+        """Task records first (never overwriting one a previous attempt wrote: it may be done),
+        then their messages: a crash in between leaves the plan message to redo both."""
         records = [TaskRecord(job_id=job.job_id, task=t) for t in tasks]
         writes = [
             Write("batch_tasks", {"job_id": job.job_id, "task_id": r.task.task_id}, r, 1, ABSENT)
@@ -367,17 +419,8 @@ class BatchJobs:
                 for w in writes[start : start + 100]:
                     with contextlib.suppress(ConditionFailed):
                         self._store.write(w)
-        self._queue.send([task_message(job, t) for t in tasks])
-        rows_total = sum(t.rows for t in tasks)
-        running = self.transition(
-            job,
-            JobState.RUNNING,
-            f"{len(tasks)} task(s), {rows_total} input(s)",
-            now,
-            tasks_total=len(tasks),
-            rows_total=rows_total,
-        )
-        return self.finish_if_done(job.project_id, job.job_id, now) or running
+        if tasks:
+            self._queue.send([task_message(job, t) for t in tasks])
 
     def _inputs(self, job: JobRecord, storage: DataStorage) -> list[InputObject]:
         src = _loc(job.src_path)

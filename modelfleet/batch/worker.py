@@ -102,15 +102,7 @@ class Services:
         )
         sqs = aws.client("sqs", settings)
         queue = WorkQueue(sqs, QueueConsumer.url_for(sqs, names.queue("batch-tasks")))
-        jobs = BatchJobs(
-            repo,
-            events,
-            queue,
-            settings.batch_buckets,
-            settings.batch_local_root,
-            settings.batch_chunk_rows,
-            settings.batch_files_per_task,
-        )
+        jobs = BatchJobs.from_settings(repo, events, queue, settings)
         s3 = aws.client("s3", settings)
         return cls(
             settings=settings,

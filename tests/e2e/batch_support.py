@@ -24,6 +24,7 @@ BATCH_ENV = {
     "MODELFLEET_BATCH_BUCKETS": f"default={BUCKET}",
     "MODELFLEET_BATCH_WORKERS": "2",
     "MODELFLEET_BATCH_CHUNK_ROWS": "100",
+    "MODELFLEET_BATCH_PLAN_PIECE_BYTES": "4096",  # CSVs of a few KiB are planned in several pieces
     "MODELFLEET_BATCH_FILES_PER_TASK": "4",
     "MODELFLEET_BATCH_VISIBILITY_SECONDS": "3",  # a killed worker's task returns after ~3 s
 }

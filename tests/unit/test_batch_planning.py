@@ -16,7 +16,15 @@ from modelfleet.batch.jobs import plan_message, task_message
 from modelfleet.batch.manifest import ManifestError, parse_manifest
 from modelfleet.batch.mapping_rule import columns_to_body, compile_rule
 from modelfleet.batch.paths import DataPathPolicy, check_data_path
-from modelfleet.batch.planner import InputObject, line_starts, plan_csv, plan_files, visibility_timeout
+from modelfleet.batch.planner import (
+    CsvChunker,
+    InputObject,
+    RecordScanner,
+    line_starts,
+    plan_csv,
+    plan_files,
+    visibility_timeout,
+)
 from modelfleet.batch.records import BatchTask, JobRecord, MappingType, TaskKind
 from modelfleet.batch.requests import (
     BodyError,
@@ -36,7 +44,7 @@ POLICY = DataPathPolicy(frozenset({"mine"}))
 def test_csv_chunks_cover_every_line_once_in_order(lines: list[str], chunk: int, final_newline: bool) -> None:
     data = "\n".join(lines).encode() + (b"\n" if final_newline and lines else b"")
     starts = line_starts(data)
-    tasks = plan_csv(InputObject("s3://mine/a.csv", "a.csv", len(data)), starts, chunk, first_task=3)
+    tasks = plan_csv(InputObject("s3://mine/a.csv", "a.csv", len(data)), data, chunk, first_task=3)
     pieces = [data[t.byte_start : t.byte_end] for t in tasks]
     assert b"".join(pieces) == data
     assert [t.row_start for t in tasks] == list(range(0, len(starts), chunk))
@@ -214,9 +222,49 @@ def test_quoted_newlines_never_split_a_record(rows: list[list[str]], chunk: int)
     data = buf.getvalue().encode()
     starts = line_starts(data)
     assert len(starts) == len(rows)
-    tasks = plan_csv(InputObject("s3://mine/a.csv", "a.csv", len(data)), starts, chunk, first_task=0)
+    tasks = plan_csv(InputObject("s3://mine/a.csv", "a.csv", len(data)), data, chunk, first_task=0)
     parsed = [
         list(csv.reader(io.StringIO(data[t.byte_start : t.byte_end].decode(), newline=""))) for t in tasks
     ]
     assert [r for piece in parsed for r in piece] == rows
     assert [len(p) for p in parsed] == [t.rows for t in tasks]
+
+
+@given(
+    st.lists(
+        st.lists(st.text(alphabet='ab,"\n\r', max_size=6), min_size=1, max_size=3), min_size=0, max_size=25
+    ),
+    st.integers(1, 6),
+    st.lists(st.integers(1, 40), min_size=1, max_size=8),
+)
+def test_a_csv_planned_piece_by_piece_gets_the_same_tasks(
+    rows: list[list[str]], chunk: int, cuts: list[int]
+) -> None:
+    """However the planner's ranged reads cut the object (inside a quoted field, between \r and
+    \n, in the middle of a line), the streamed plan is the plan of the whole object at once."""
+    buf = io.StringIO(newline="")
+    csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerows(rows)
+    data = buf.getvalue().encode()
+    obj = InputObject("s3://mine/a.csv", "a.csv", len(data))
+    scanner, chunker = RecordScanner(), CsvChunker(obj, chunk, first_task=2)
+    streamed = []
+    n = 0
+    while scanner.offset < len(data):
+        size = cuts[n % len(cuts)]
+        n += 1
+        streamed += chunker.add(scanner.feed(data[scanner.offset : scanner.offset + size]))
+    streamed += chunker.finish()
+    assert streamed == plan_csv(obj, data, chunk, first_task=2)
+    assert sum(t.rows for t in streamed) == len(rows) == len(line_starts(data))
+
+
+def test_chunks_are_handed_out_as_soon_as_their_end_is_read() -> None:
+    data = b"".join(b"%d,x\n" % i for i in range(10))  # 10 lines of 4 bytes
+    obj = InputObject("s3://mine/a.csv", "a.csv", len(data))
+    scanner, chunker = RecordScanner(), CsvChunker(obj, 3, first_task=0)
+    assert chunker.add(scanner.feed(data[:11])) == []  # the 3rd line's end (the 4th's start) not read yet
+    first = chunker.add(scanner.feed(data[11:12]))  # ... now it is
+    assert [(t.row_start, t.rows, t.byte_start, t.byte_end) for t in first] == [(0, 3, 0, 12)]
+    rest = chunker.add(scanner.feed(data[12:])) + chunker.finish()
+    assert [(t.row_start, t.rows) for t in rest] == [(3, 3), (6, 3), (9, 1)]
+    assert [t.task_id for t in first + rest] == ["000000", "000001", "000002", "000003"]

@@ -43,15 +43,7 @@ def batch_jobs() -> BatchJobs:
             s = cp.settings
             sqs = aws.client("sqs", s)
             queue = WorkQueue(sqs, QueueConsumer.url_for(sqs, s.names.queue("batch-tasks")))
-            _jobs = BatchJobs(
-                cp.repo,
-                cp.events,
-                queue,
-                s.batch_buckets,
-                s.batch_local_root,
-                s.batch_chunk_rows,
-                s.batch_files_per_task,
-            )
+            _jobs = BatchJobs.from_settings(cp.repo, cp.events, queue, s)
         return _jobs
 
 
