@@ -137,8 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     home: Path = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     lock = lock_home(home)
+    from modelfleet.local import aws_transactions
     from modelfleet.local.aws_journal import Journal, JournalingApp, replay
 
+    aws_transactions.install()  # before replay: the journal's transactions run through it too
     backend = moto_app()
     journal_path = home / "journal.jsonl"
     started = time.monotonic()
