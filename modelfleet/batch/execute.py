@@ -108,16 +108,15 @@ def run_csv_chunk(data: bytes, rule: Rule, model: LoadedModel, row_start: int, r
         tensors = tensors_from_columns(body.value, rows, model.signature)
     except BodyError as e:
         raise TaskError(str(e)) from None
-    good = np.asarray(sorted(set(range(rows)) - set(bad)), dtype=np.int64)
+    good = _without(np.arange(rows, dtype=np.int64), bad)  # the rows that go to the model, in order
     if len(good) < rows:
         tensors = {k: v[good] for k, v in tensors.items()}
     outputs, failed = _run_batched(model, tensors, len(good))
     for local, reason in failed.items():
         bad[int(good[local])] = reason
-    keep = np.asarray([i for i in range(len(good)) if i not in failed], dtype=np.int64)
-    if failed:
-        outputs = {k: v[keep] for k, v in outputs.items()}
-    numbers = [row_start + int(good[i]) for i in keep]
+    if failed:  # the outputs are those of the rows that ran
+        good = good[_without(np.arange(len(good), dtype=np.int64), failed)]
+    numbers = (good + row_start).tolist()
     errors = b"".join(
         orjson.dumps({"row": row_start + row, "error": reason}, option=orjson.OPT_APPEND_NEWLINE)
         for row, reason in sorted(bad.items())
@@ -125,10 +124,18 @@ def run_csv_chunk(data: bytes, rule: Rule, model: LoadedModel, row_start: int, r
     return ChunkResult(result_lines(numbers, outputs), errors, len(numbers), len(bad))
 
 
+def _without(indices: Array, dropped: Mapping[int, Any]) -> Array:
+    if not dropped:
+        return indices
+    result: Array = np.setdiff1d(indices, np.fromiter(dropped, dtype=np.int64, count=len(dropped)))
+    return result
+
+
 def _run_batched(
     model: LoadedModel, tensors: Mapping[str, Array], rows: int
 ) -> tuple[dict[str, Array], dict[int, str]]:
-    """All rows through the model in slices; a slice that fails re-runs row by row."""
+    """All rows through the model in slices; a slice that fails re-runs row by row. The outputs
+    are those of the rows that ran, in order; the others are in the failures."""
     parts: list[dict[str, Array]] = []
     failed: dict[int, str] = {}
     for start in range(0, rows, MAX_BATCH):

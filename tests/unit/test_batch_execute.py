@@ -4,7 +4,9 @@ and non-UTF-8 chunks failing the task as a whole (a poison input)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -14,6 +16,7 @@ from modelfleet.batch.execute import TaskError, run_csv_chunk, run_files
 from modelfleet.batch.mapping_rule import compile_rule
 from modelfleet.batch.planner import line_starts
 from modelfleet.runtime.backends import LoadedModel, load_model
+from schemas.tensors import DataType, Signature, TensorSpec
 from tests.e2e.batch_support import SEED_CSV_RULE, five_input_model, npy_bytes
 
 WEIGHTS = np.array([5, 4, 3, 2, 1])  # the seed's rule: input5 <- column 0 ... input1 <- column 4
@@ -101,3 +104,44 @@ def test_files_of_one_shape_run_together(tmp_path: Path) -> None:
     assert orjson.loads(out.results["a.npy"])["outputs"]["s"] == [[2.0, 4.0, 6.0]]
     assert orjson.loads(out.results["b.json"])["outputs"]["s"] == [[2.0, 2.0, 2.0], [4.0, 4.0, 4.0]]
     assert "c.json" in out.errors
+
+
+class RefusesNegatives:
+    """A model (the LoadedModel protocol) that sums its row and refuses any batch holding a
+    negative value, as a model with input checks does: its slice re-runs row by row."""
+
+    signature = Signature(
+        inputs=[TensorSpec(name="x", datatype=DataType.FP32, shape=[-1, 2])],
+        outputs=[TensorSpec(name="s", datatype=DataType.FP32, shape=[-1])],
+    )
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        x = inputs["x"]
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"s": x.sum(axis=1)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_rows_the_model_refuses_and_rows_that_do_not_convert_both_fail_alone() -> None:
+    rule = compile_rule(
+        {
+            "type": "object",
+            "properties": {
+                "x": {"type": "array", "items": [{"type": "number", "index": i} for i in range(2)]}
+            },
+        }
+    )
+    data = b"1,2\n-1,5\nx,1\n3,4\n5,-6\n7,8\n"
+    result = run_csv_chunk(data, rule, RefusesNegatives(), row_start=10, rows=6)
+    assert [(r["row"], r["outputs"]["s"]) for r in _lines(result.results)] == [
+        (10, 3.0),
+        (13, 7.0),
+        (15, 15.0),
+    ]
+    errors = {r["row"]: r["error"] for r in _lines(result.errors)}
+    assert sorted(errors) == [11, 12, 14]
+    assert "negative input" in str(errors[11]) and "negative input" in str(errors[14])
+    assert (result.rows_ok, result.rows_failed) == (3, 3)
