@@ -497,7 +497,10 @@ class BatchJobs:
         return self.transition(job, JobState.COMPLETED, reason, now)
 
 
-_ONE_ROW = np.asarray(["0"], dtype=object)  # a row of zeros: checks a mapping rule against the model
+# A row of zeros, which checks a mapping rule against the model. Numeric: cells given as text
+# would go through the text-to-number parser, about 0.25 ms per column (16 ms of a create
+# request for the 64 columns of a digits image).
+_ONE_ROW = np.zeros(1)
 _loc = split_uri
 
 
