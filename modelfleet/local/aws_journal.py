@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from modelfleet.local.aws_wsgi import (
@@ -41,6 +41,7 @@ from modelfleet.local.aws_wsgi import (
     raw_uri,
     read_body,
     request_headers,
+    signing_service,
     undance,
 )
 
@@ -63,7 +64,6 @@ _NOT_FOR_PUT = frozenset(
         "x-amz-checksum-type",
     }
 )  # fmt: skip
-_SIGNING_SERVICE = re.compile(r"Credential=[^/&,\s]+/\d{8}/[^/&]+/([^/&]+)/aws4_request")
 _SUBSCRIPTION_ARN = re.compile(r'SubscriptionArn(?:>|"\s*:\s*")([^<"]+)')
 _UPLOAD_ID = re.compile(rb"<UploadId>([^<]+)</UploadId>")
 
@@ -88,7 +88,7 @@ def classify(environ: WSGIEnvironment, body: bytes, ephemeral_tables: frozenset[
     if target:
         op = str(target).rsplit(".", 1)[-1]
         return _classify_op(op, lambda: _json_object(body), ephemeral_tables), op
-    if _signing_service(environ) != "s3":
+    if signing_service(environ) != "s3":
         action = _query_action(environ, method, body)
         if action:
             return _classify_op(action, dict, ephemeral_tables), action
@@ -139,12 +139,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _signing_service(environ: WSGIEnvironment) -> str | None:
-    text = f"{environ.get('HTTP_AUTHORIZATION', '')} {unquote(str(environ.get('QUERY_STRING', '')))}"
-    match = _SIGNING_SERVICE.search(text)
-    return match.group(1).lower() if match else None
 
 
 def _query_action(environ: WSGIEnvironment, method: str, body: bytes) -> str | None:

@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lock = lock_home(home)
     from modelfleet.local import aws_transactions
     from modelfleet.local.aws_journal import Journal, JournalingApp, replay
+    from modelfleet.local.aws_ranged_reads import RangedReads
 
     aws_transactions.install()  # before replay: the journal's transactions run through it too
     backend = moto_app()
@@ -148,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if replayed:
         elapsed = time.monotonic() - started
         log.info("replayed %d records in %.2fs (%.0f/s)", replayed, elapsed, replayed / max(elapsed, 1e-9))
-    app = JournalingApp(backend, Journal(journal_path, fsync=args.fsync), frozenset(args.ephemeral_table))
+    app = JournalingApp(
+        RangedReads(backend), Journal(journal_path, fsync=args.fsync), frozenset(args.ephemeral_table)
+    )
     server = make_server(args.host, args.port, app, threaded=True, request_handler=quiet_request_handler())
     try:
         if stop.is_set():  # a signal arrived during replay

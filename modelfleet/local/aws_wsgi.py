@@ -4,6 +4,7 @@ environs to replay them exactly as werkzeug's server (with moto's request handle
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,6 +14,7 @@ from wsgiref.types import WSGIApplication, WSGIEnvironment
 from moto.core import request as moto_request
 
 Headers = dict[str, str]
+_SIGNING_SERVICE = re.compile(r"Credential=[^/&,\s]+/\d{8}/[^/&]+/([^/&]+)/aws4_request")
 Response = tuple[str, list[tuple[str, str]], bytes]
 
 
@@ -25,6 +27,13 @@ def read_body(environ: WSGIEnvironment) -> bytes:
         return bytes(stream.read())
     length = str(environ.get("CONTENT_LENGTH") or "0")
     return bytes(stream.read(int(length))) if length.isdigit() and int(length) > 0 else b""
+
+
+def signing_service(environ: WSGIEnvironment) -> str | None:
+    """The AWS service a request is signed for (SigV4 header or presigned query), if any."""
+    text = f"{environ.get('HTTP_AUTHORIZATION', '')} {unquote(str(environ.get('QUERY_STRING', '')))}"
+    match = _SIGNING_SERVICE.search(text)
+    return match.group(1).lower() if match else None
 
 
 def request_headers(environ: WSGIEnvironment) -> Headers:
