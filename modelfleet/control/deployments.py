@@ -236,25 +236,32 @@ class DeploymentService:
         raise Conflict(f"deployment '{deployment_id}' keeps changing; retry", code="concurrent_update")
 
     def start(self, project_id: str, deployment_id: str, now: datetime) -> DeploymentRecord:
-        rec, _ = self.get(project_id, deployment_id)
-        if rec.state != DeploymentState.STOPPED:
-            raise Conflict(
-                f"deployment '{deployment_id}' is {rec.state.value}; only a stopped one can be started",
-                code="invalid_state",
-            )
-        for v in rec.versions:
-            self._ready_model(project_id, v.model_id)
-        events: list[StatusEvent] = []
-        updated = with_state(rec, DeploymentState.PENDING, WAITING_FOR_PLACEMENT, now, events)
-        try:
-            self._repo.store.transact(
-                [self._repo.deployment_write(updated, expect=rec.version_no), *self._events.writes(events)]
-            )
-        except ConditionFailed:
-            raise Conflict(f"deployment '{deployment_id}' changed; retry", code="concurrent_update") from None
-        self._events.publish(events)
-        self._place(now)
-        return self.get(project_id, deployment_id)[0]
+        """Start a stopped deployment. The planner may still be writing the record as it settles
+        (a stop's last routes going), so a concurrent write makes it re-read and try again."""
+        for _ in range(4):
+            rec, _ = self.get(project_id, deployment_id)
+            if rec.state != DeploymentState.STOPPED:
+                raise Conflict(
+                    f"deployment '{deployment_id}' is {rec.state.value}; only a stopped one can be started",
+                    code="invalid_state",
+                )
+            for v in rec.versions:
+                self._ready_model(project_id, v.model_id)
+            events: list[StatusEvent] = []
+            updated = with_state(rec, DeploymentState.PENDING, WAITING_FOR_PLACEMENT, now, events)
+            try:
+                self._repo.store.transact(
+                    [
+                        self._repo.deployment_write(updated, expect=rec.version_no),
+                        *self._events.writes(events),
+                    ]
+                )
+            except ConditionFailed:
+                continue
+            self._events.publish(events)
+            self._place(now)
+            return self.get(project_id, deployment_id)[0]
+        raise Conflict(f"deployment '{deployment_id}' keeps changing; retry", code="concurrent_update")
 
     def delete(self, project_id: str, deployment_id: str, now: datetime, force: bool = False) -> None:
         """Delete a deployment and its routes in one transaction.

@@ -543,6 +543,21 @@ def test_another_projects_services_do_not_exist(
     assert (status, answer["error_code"]) == (409, "ModelArts.3502")
 
 
+def test_concurrent_starts_of_a_stopped_service_start_it_once(api: Api, ids: dict[str, str]) -> None:
+    """One start wins; the others see a running service (3502), never a 'changed; retry' (3503)
+    that a losing write used to pass on (a CI failure: the planner settling the stop raced it)."""
+    sid = api.create(sample("real-time", A=ids["A"]))["service_id"]
+    api.wait_status(sid, "running")
+    api.ok("POST", f"/services/{sid}/stop")
+    api.wait_status(sid, "stopped")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: api.call("POST", f"/services/{sid}/start"), range(4)))
+    codes = sorted(str(status) if status == 200 else f"{status} {a['error_code']}" for status, a in answers)
+    assert codes == ["200", "409 ModelArts.3502", "409 ModelArts.3502", "409 ModelArts.3502"], answers
+    api.wait_status(sid, "running")
+    api.ok("DELETE", f"/services/{sid}")
+
+
 def _base(ids: dict[str, str]) -> dict[str, Any]:
     return sample("real-time", A=ids["A"])
 
