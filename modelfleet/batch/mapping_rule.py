@@ -91,6 +91,7 @@ class ArrayRule:
 
 Rule = Union[LeafRule, ObjectRule, ArrayRule]  # noqa: UP007 (a runtime alias used in dataclasses)
 
+_INT64_LIMIT = 2.0**63  # integer leaves become int64 tensors
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -174,6 +175,8 @@ def convert_cell(kind: LeafType, cell: str, column: int) -> Any:
     if kind is LeafType.INTEGER:
         if not value.is_integer():
             raise RowError(f"column {column}: {cell!r} is not an integer")
+        if not -_INT64_LIMIT <= value < _INT64_LIMIT:
+            raise RowError(f"column {column}: {cell!r} is out of the 64-bit integer range")
         return int(value)
     return value
 
@@ -216,9 +219,12 @@ def _convert_column(kind: LeafType, cells: Column, column: int, bad: dict[int, s
     values = cells.astype(np.float64, copy=False) if numeric else _parse_floats(cells)
     finite = np.isfinite(values)
     if kind is LeafType.INTEGER:
-        integral = finite & (np.floor(np.where(finite, values, 0.0)) == np.where(finite, values, 0.0))
+        safe = np.where(finite, values, 0.0)
+        whole = finite & (np.floor(safe) == safe)
+        integral = whole & (safe >= -_INT64_LIMIT) & (safe < _INT64_LIMIT)
         for i in np.flatnonzero(~integral):
-            bad.setdefault(int(i), f"column {column}: {str(cells[i])!r} is not an integer")
+            problem = "is out of the 64-bit integer range" if whole[i] else "is not an integer"
+            bad.setdefault(int(i), f"column {column}: {str(cells[i])!r} {problem}")
         return np.where(integral, values, 0.0).astype(np.int64)
     for i in np.flatnonzero(~finite):
         bad.setdefault(int(i), f"column {column}: {str(cells[i])!r} is not a finite number")

@@ -58,6 +58,7 @@ def test_types_convert_and_minus_one_omits() -> None:
     ("row", "reason"),
     [
         (["1.5", "a", "true", "1"], "column 0: '1.5' is not an integer"),
+        (["1e30", "a", "true", "1"], "column 0: '1e30' is out of the 64-bit integer range"),
         (["1", "a", "maybe", "1"], "column 2: 'maybe' is not a boolean"),
         (["1", "a", "true", "nan"], "column 3: 'nan' is not a finite number"),
         (["1", "a", "true", ""], "column 3: '' is not a number"),
@@ -116,7 +117,9 @@ def rules(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
 
 
 cells = st.one_of(
-    st.sampled_from(["0", "1", "-2", "3.5", "1e3", "true", "FALSE", "no", "x", "", "nan", " 4 ", "2.0"]),
+    st.sampled_from(
+        ["0", "1", "-2", "3.5", "1e3", "true", "FALSE", "no", "x", "", "nan", " 4 ", "2.0", "1e30"]
+    ),
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
 )
 
