@@ -134,10 +134,6 @@ class CsvChunker:
         self._pending, self._pending_count = [], 0
         return [task]
 
-    @property
-    def next_task(self) -> int:
-        return self._next_id
-
     def _task(self, byte_start: int, byte_end: int, rows: int) -> BatchTask:
         task = BatchTask(
             task_id=task_id(self._next_id),
